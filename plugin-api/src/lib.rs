@@ -1,0 +1,1 @@
+pub use abi_stable;
