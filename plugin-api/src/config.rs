@@ -1,0 +1,70 @@
+//! Typed plugin configuration.
+
+use serde::de::DeserializeOwned;
+
+use crate::PluginError;
+
+/// Deserializes a plugin's config JSON into `T`. The error names the plugin
+/// and the offending key path, e.g.
+/// `invalid config for plugin 'zmq': manage: invalid type: string "x", expected u16`.
+/// An absent or empty section (`null`) is treated as `{}`.
+pub fn parse_plugin_config<T: DeserializeOwned>(plugin: &str, json: &str) -> Result<T, PluginError> {
+    let trimmed = json.trim();
+    let json = if trimmed.is_empty() || trimmed == "null" { "{}" } else { json };
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            PluginError::new(format!("invalid config for plugin '{plugin}': {inner}"))
+        } else {
+            PluginError::new(format!("invalid config for plugin '{plugin}': {path}: {inner}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        host: String,
+        #[serde(default)]
+        queue: Q,
+    }
+
+    #[derive(serde::Deserialize, Debug, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        #[serde(default)]
+        durable: bool,
+    }
+
+    #[test]
+    fn names_plugin_and_nested_key() {
+        let e = parse_plugin_config::<Cfg>("rabbitmq", r#"{"host":"h","queue":{"durable":"yes"}}"#).unwrap_err();
+        assert!(e.message.contains("plugin 'rabbitmq'"), "{e}");
+        assert!(e.message.contains("queue.durable"), "{e}");
+    }
+
+    #[test]
+    fn names_unknown_key() {
+        let e = parse_plugin_config::<Cfg>("zmq", r#"{"host":"h","hots":1}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `hots`"), "{e}");
+    }
+
+    #[test]
+    fn names_missing_key() {
+        let e = parse_plugin_config::<Cfg>("zmq", "{}").unwrap_err();
+        assert!(e.message.contains("missing field `host`"), "{e}");
+    }
+
+    #[test]
+    fn null_is_empty_section() {
+        #[derive(serde::Deserialize)]
+        struct Empty {}
+        assert!(parse_plugin_config::<Empty>("inmem", "null").is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! Logging bridge: `log` records emitted inside a plugin reach the host's
+//! logger with target `threatbus::plugin::<name>`.
+//!
+//! Every cdylib has its own copy of the `log` crate. The export macro installs
+//! a forwarding logger into the plugin's copy before any plugin code runs, so
+//! plugins simply use `log::info!` and friends. Plugins must not install a
+//! logger of their own (`env_logger::init()` would fail).
+
+use abi_stable::{std_types::RStr, StableAbi};
+
+use crate::abi::HostServices_Ref;
+
+/// One log record as it crosses the boundary. The message is formatted in
+/// the plugin.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiLogRecord<'a> {
+    /// 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
+    pub level: u8,
+    /// Log target, e.g. `threatbus::plugin::zmq`.
+    pub target: RStr<'a>,
+    /// Formatted message.
+    pub message: RStr<'a>,
+    /// Module path of the call site (may be empty).
+    pub module_path: RStr<'a>,
+    /// Source file of the call site (may be empty).
+    pub file: RStr<'a>,
+    /// Source line of the call site (0 if unknown).
+    pub line: u32,
+}
+
+/// Converts a log level to its wire value.
+pub fn level_to_u8(level: log::Level) -> u8 {
+    level as usize as u8
+}
+
+/// Converts a wire value back to a log level (unknown values map to trace).
+pub fn level_from_u8(v: u8) -> log::Level {
+    match v {
+        1 => log::Level::Error,
+        2 => log::Level::Warn,
+        3 => log::Level::Info,
+        4 => log::Level::Debug,
+        _ => log::Level::Trace,
+    }
+}
+
+/// Converts a wire value to a level filter (0 = off).
+pub fn level_filter_from_u8(v: u8) -> log::LevelFilter {
+    match v {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+/// The log target prefix for a plugin: `threatbus::plugin::<name>`.
+pub fn plugin_target(name: &str) -> String {
+    format!("threatbus::plugin::{name}")
+}
+
+struct ForwardLogger {
+    host: HostServices_Ref,
+    target: String,
+}
+
+impl ForwardLogger {
+    fn target_for(&self, record_target: &str, module_path: Option<&str>) -> std::borrow::Cow<'_, str> {
+        if Some(record_target) == module_path || record_target.is_empty() {
+            std::borrow::Cow::Borrowed(self.target.as_str())
+        } else if record_target.starts_with("threatbus::plugin::") {
+            std::borrow::Cow::Owned(record_target.to_string())
+        } else {
+            std::borrow::Cow::Owned(format!("{}::{}", self.target, record_target))
+        }
+    }
+}
+
+impl log::Log for ForwardLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        let target = self.target_for(metadata.target(), None);
+        (self.host.log_enabled())(level_to_u8(metadata.level()), RStr::from_str(&target))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let target = self.target_for(record.target(), record.module_path());
+        let level = level_to_u8(record.level());
+        if !(self.host.log_enabled())(level, RStr::from_str(&target)) {
+            return;
+        }
+        let message = record.args().to_string();
+        let rec = FfiLogRecord {
+            level,
+            target: RStr::from_str(&target),
+            message: RStr::from_str(&message),
+            module_path: RStr::from_str(record.module_path().unwrap_or("")),
+            file: RStr::from_str(record.file().unwrap_or("")),
+            line: record.line().unwrap_or(0),
+        };
+        (self.host.log())(&rec);
+    }
+
+    fn flush(&self) {
+        (self.host.log_flush())()
+    }
+}
+
+// SAFETY: HostServices functions are thread-safe host functions.
+unsafe impl Send for ForwardLogger {}
+unsafe impl Sync for ForwardLogger {}
+
+/// Installs the forwarding logger into this library's copy of `log`.
+/// Called by the export macro; harmless if called twice.
+pub fn install_forwarding_logger(host: HostServices_Ref, plugin_name: &str) {
+    let logger = ForwardLogger { host, target: plugin_target(plugin_name) };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(level_filter_from_u8((host.log_max_level())()));
+    }
+}

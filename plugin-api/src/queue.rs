@@ -1,0 +1,463 @@
+//! [`Queue`]: the FFI-safe, bounded, closable message queue used for `inq`
+//! and for every subscriber queue.
+//!
+//! The queue's functions live in the library that created it (its vtable),
+//! so a queue can be handed across the plugin boundary freely. Closing a
+//! queue wakes every blocked sender and receiver: stopping never needs a
+//! poll loop.
+
+#![allow(non_camel_case_types)]
+
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use abi_stable::{
+    std_types::{ROption, RVec},
+    StableAbi,
+};
+
+use crate::Message;
+
+/// What a full queue does with a new message.
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Overflow(pub u32);
+
+impl Overflow {
+    /// The sender waits for space (backpressure). Used for `inq`.
+    pub const BLOCK: Overflow = Overflow(0);
+    /// The new message is dropped and counted (see [`Queue::dropped`]).
+    /// Used for subscriber queues of consumers that must not stall the bus.
+    pub const DROP_NEWEST: Overflow = Overflow(1);
+}
+
+/// Result of a send.
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]
+pub struct SendStatus(pub u32);
+
+impl SendStatus {
+    /// The message was enqueued.
+    pub const OK: SendStatus = SendStatus(0);
+    /// The queue was full until the timeout; the message was not enqueued.
+    pub const FULL: SendStatus = SendStatus(1);
+    /// The queue is closed; the message was not enqueued.
+    pub const CLOSED: SendStatus = SendStatus(2);
+    /// The queue is full and drops new messages; this one was dropped and counted.
+    pub const DROPPED: SendStatus = SendStatus(3);
+}
+
+/// Result of a receive.
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]
+pub struct RecvStatus(pub u32);
+
+impl RecvStatus {
+    /// At least one message was received.
+    pub const OK: RecvStatus = RecvStatus(0);
+    /// Nothing arrived before the timeout.
+    pub const TIMEOUT: RecvStatus = RecvStatus(1);
+    /// The queue is closed and empty.
+    pub const CLOSED: RecvStatus = RecvStatus(2);
+}
+
+/// Timeout value meaning "wait forever".
+pub const FOREVER_MS: u64 = u64::MAX;
+
+/// The queue's functions, provided by the library that created the queue.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = QueueVTable_Ref)))]
+#[sabi(missing_field(panic))]
+pub struct QueueVTable {
+    /// Returns a new reference to the same queue.
+    pub clone: extern "C" fn(state: *const c_void) -> *const c_void,
+    /// Releases one reference.
+    pub release: extern "C" fn(state: *const c_void),
+    /// Enqueues `msg`, waiting up to `timeout_ms` for space (BLOCK queues).
+    pub send: extern "C" fn(state: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus,
+    /// Receives one message, waiting up to `timeout_ms`.
+    pub recv: extern "C" fn(state: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus,
+    /// Appends up to `max` messages to `out`, waiting up to `timeout_ms` for the first.
+    pub recv_batch:
+        extern "C" fn(state: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus,
+    /// Closes the queue and wakes all waiters.
+    pub close: extern "C" fn(state: *const c_void),
+    /// Whether the queue is closed.
+    pub is_closed: extern "C" fn(state: *const c_void) -> bool,
+    /// Number of queued messages.
+    pub len: extern "C" fn(state: *const c_void) -> usize,
+    /// Capacity of the queue.
+    pub capacity: extern "C" fn(state: *const c_void) -> usize,
+    /// Total number of messages dropped because the queue was full.
+    #[sabi(last_prefix_field)]
+    pub dropped: extern "C" fn(state: *const c_void) -> u64,
+}
+
+/// A handle to a bounded, closable message queue. Cheap to clone; all clones
+/// refer to the same queue, and [`Queue::id`] identifies it.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct Queue {
+    state: *const c_void,
+    vtable: QueueVTable_Ref,
+}
+
+// SAFETY: the state behind the vtable is a `Arc<QueueState>`, which is Send + Sync.
+unsafe impl Send for Queue {}
+unsafe impl Sync for Queue {}
+
+struct Inner {
+    buf: VecDeque<Message>,
+    closed: bool,
+}
+
+struct QueueState {
+    inner: Mutex<Inner>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    capacity: usize,
+    overflow: Overflow,
+    dropped: AtomicU64,
+}
+
+impl QueueState {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked while holding
+        // it; the VecDeque is still consistent, so keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn deadline(timeout_ms: u64) -> Option<Instant> {
+    if timeout_ms == FOREVER_MS {
+        None
+    } else {
+        Instant::now().checked_add(Duration::from_millis(timeout_ms))
+    }
+}
+
+/// Waits on `cv` until `deadline`; returns the guard and whether time is up.
+fn wait<'a>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, Inner>,
+    deadline: Option<Instant>,
+) -> (MutexGuard<'a, Inner>, bool) {
+    match deadline {
+        None => (cv.wait(guard).unwrap_or_else(|e| e.into_inner()), false),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return (guard, true);
+            }
+            let (g, _) = cv.wait_timeout(guard, d - now).unwrap_or_else(|e| e.into_inner());
+            (g, false)
+        }
+    }
+}
+
+unsafe fn state<'a>(p: *const c_void) -> &'a QueueState {
+    &*(p as *const QueueState)
+}
+
+extern "C" fn q_clone(p: *const c_void) -> *const c_void {
+    // SAFETY: `p` came from Arc::into_raw in `Queue::bounded`.
+    unsafe { Arc::increment_strong_count(p as *const QueueState) };
+    p
+}
+
+extern "C" fn q_release(p: *const c_void) {
+    // SAFETY: balanced with `Arc::into_raw` / `q_clone`.
+    unsafe { drop(Arc::from_raw(p as *const QueueState)) };
+}
+
+extern "C" fn q_send(p: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus {
+    let s = unsafe { state(p) };
+    let mut g = s.lock();
+    let deadline = deadline(timeout_ms);
+    loop {
+        if g.closed {
+            return SendStatus::CLOSED;
+        }
+        if g.buf.len() < s.capacity {
+            g.buf.push_back(msg);
+            drop(g);
+            s.not_empty.notify_one();
+            return SendStatus::OK;
+        }
+        if s.overflow == Overflow::DROP_NEWEST {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+            return SendStatus::DROPPED;
+        }
+        let (ng, timed_out) = wait(&s.not_full, g, deadline);
+        g = ng;
+        if timed_out {
+            return SendStatus::FULL;
+        }
+    }
+}
+
+fn recv_with<F: FnOnce(&mut Inner)>(s: &QueueState, timeout_ms: u64, take: F) -> RecvStatus {
+    let mut g = s.lock();
+    let deadline = deadline(timeout_ms);
+    loop {
+        if !g.buf.is_empty() {
+            let was_full = g.buf.len() >= s.capacity;
+            take(&mut g);
+            drop(g);
+            if was_full {
+                s.not_full.notify_all();
+            }
+            return RecvStatus::OK;
+        }
+        if g.closed {
+            return RecvStatus::CLOSED;
+        }
+        let (ng, timed_out) = wait(&s.not_empty, g, deadline);
+        g = ng;
+        if timed_out && g.buf.is_empty() {
+            return if g.closed { RecvStatus::CLOSED } else { RecvStatus::TIMEOUT };
+        }
+    }
+}
+
+extern "C" fn q_recv(p: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
+    let s = unsafe { state(p) };
+    recv_with(s, timeout_ms, |inner| *out = inner.buf.pop_front().into())
+}
+
+extern "C" fn q_recv_batch(p: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus {
+    let s = unsafe { state(p) };
+    recv_with(s, timeout_ms, |inner| {
+        let n = max.max(1).min(inner.buf.len());
+        out.extend(inner.buf.drain(..n));
+    })
+}
+
+extern "C" fn q_close(p: *const c_void) {
+    let s = unsafe { state(p) };
+    s.lock().closed = true;
+    s.not_empty.notify_all();
+    s.not_full.notify_all();
+}
+
+extern "C" fn q_is_closed(p: *const c_void) -> bool {
+    unsafe { state(p) }.lock().closed
+}
+
+extern "C" fn q_len(p: *const c_void) -> usize {
+    unsafe { state(p) }.lock().buf.len()
+}
+
+extern "C" fn q_capacity(p: *const c_void) -> usize {
+    unsafe { state(p) }.capacity
+}
+
+extern "C" fn q_dropped(p: *const c_void) -> u64 {
+    unsafe { state(p) }.dropped.load(Ordering::Relaxed)
+}
+
+fn vtable() -> QueueVTable_Ref {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    use std::sync::OnceLock;
+    static VTABLE: OnceLock<QueueVTable_Ref> = OnceLock::new();
+    *VTABLE.get_or_init(|| {
+        QueueVTable {
+            clone: q_clone,
+            release: q_release,
+            send: q_send,
+            recv: q_recv,
+            recv_batch: q_recv_batch,
+            close: q_close,
+            is_closed: q_is_closed,
+            len: q_len,
+            capacity: q_capacity,
+            dropped: q_dropped,
+        }
+        .leak_into_prefix()
+    })
+}
+
+/// Why [`Queue::send`] did not enqueue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Still full when the timeout passed.
+    Full,
+    /// The queue is closed.
+    Closed,
+    /// The queue drops new messages when full; this one was dropped.
+    Dropped,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Full => "queue full",
+            SendError::Closed => "queue closed",
+            SendError::Dropped => "queue full, message dropped",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Outcome of a timed receive.
+#[derive(Debug)]
+pub enum Received {
+    /// A message arrived.
+    Message(Message),
+    /// Nothing arrived in time.
+    Timeout,
+    /// The queue is closed and empty.
+    Closed,
+}
+
+impl Queue {
+    /// Creates a queue holding at most `capacity` messages (at least 1).
+    pub fn bounded(capacity: usize, overflow: Overflow) -> Queue {
+        let st = Arc::new(QueueState {
+            inner: Mutex::new(Inner { buf: VecDeque::with_capacity(capacity.clamp(1, 4096)), closed: false }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            capacity: capacity.max(1),
+            overflow,
+            dropped: AtomicU64::new(0),
+        });
+        Queue { state: Arc::into_raw(st) as *const c_void, vtable: vtable() }
+    }
+
+    fn status_to_result(st: SendStatus) -> Result<(), SendError> {
+        match st {
+            SendStatus::OK => Ok(()),
+            SendStatus::FULL => Err(SendError::Full),
+            SendStatus::DROPPED => Err(SendError::Dropped),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Enqueues a message. A `BLOCK` queue waits for space; a `DROP_NEWEST`
+    /// queue drops the message when full and returns [`SendError::Dropped`].
+    pub fn send(&self, msg: Message) -> Result<(), SendError> {
+        Self::status_to_result((self.vtable.send())(self.state, msg, FOREVER_MS))
+    }
+
+    /// Like [`Queue::send`] but waits at most `timeout` for space.
+    pub fn send_timeout(&self, msg: Message, timeout: Duration) -> Result<(), SendError> {
+        Self::status_to_result((self.vtable.send())(self.state, msg, timeout.as_millis() as u64))
+    }
+
+    /// Enqueues without waiting.
+    pub fn try_send(&self, msg: Message) -> Result<(), SendError> {
+        Self::status_to_result((self.vtable.send())(self.state, msg, 0))
+    }
+
+    /// Waits for a message; `None` once the queue is closed and empty.
+    pub fn recv(&self) -> Option<Message> {
+        let mut out = ROption::RNone;
+        (self.vtable.recv())(self.state, FOREVER_MS, &mut out);
+        out.into_option()
+    }
+
+    /// Waits at most `timeout` for a message.
+    pub fn recv_timeout(&self, timeout: Duration) -> Received {
+        let mut out = ROption::RNone;
+        match (self.vtable.recv())(self.state, timeout.as_millis() as u64, &mut out) {
+            RecvStatus::OK => match out.into_option() {
+                Some(m) => Received::Message(m),
+                None => Received::Timeout,
+            },
+            RecvStatus::TIMEOUT => Received::Timeout,
+            _ => Received::Closed,
+        }
+    }
+
+    /// Receives without waiting.
+    pub fn try_recv(&self) -> Option<Message> {
+        match self.recv_timeout(Duration::ZERO) {
+            Received::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Waits (at most `timeout`, or forever with `None`) for messages and
+    /// appends up to `max` of them to `out`. Returns `false` once the queue
+    /// is closed and empty.
+    pub fn recv_batch(&self, out: &mut Vec<Message>, max: usize, timeout: Option<Duration>) -> bool {
+        let mut buf = RVec::with_capacity(max.min(1024));
+        let ms = timeout.map(|t| t.as_millis() as u64).unwrap_or(FOREVER_MS);
+        let st = (self.vtable.recv_batch())(self.state, max, ms, &mut buf);
+        out.extend(buf);
+        st != RecvStatus::CLOSED
+    }
+
+    /// Closes the queue: senders get [`SendError::Closed`], receivers drain
+    /// what is left and then see the end. Wakes every waiter.
+    pub fn close(&self) {
+        (self.vtable.close())(self.state)
+    }
+
+    /// Whether [`Queue::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        (self.vtable.is_closed())(self.state)
+    }
+
+    /// Number of messages waiting.
+    pub fn len(&self) -> usize {
+        (self.vtable.len())(self.state)
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Maximum number of waiting messages.
+    pub fn capacity(&self) -> usize {
+        (self.vtable.capacity())(self.state)
+    }
+
+    /// How many messages this queue dropped because it was full.
+    pub fn dropped(&self) -> u64 {
+        (self.vtable.dropped())(self.state)
+    }
+
+    /// Identity of the underlying queue: equal for all clones.
+    pub fn id(&self) -> usize {
+        self.state as usize
+    }
+}
+
+impl Clone for Queue {
+    fn clone(&self) -> Self {
+        Queue { state: (self.vtable.clone())(self.state), vtable: self.vtable }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        (self.vtable.release())(self.state)
+    }
+}
+
+impl PartialEq for Queue {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Queue {}
+
+impl std::hash::Hash for Queue {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.id().hash(h)
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Queue({:#x}, {}/{})", self.id(), self.len(), self.capacity())
+    }
+}
