@@ -1,1 +1,242 @@
-fn main() {}
+//! `threatbus`: the Threat Bus host. Loads app and backbone plugins from a
+//! directory and connects them through the bus core.
+
+mod bus;
+mod config;
+mod loader;
+mod logger;
+mod services;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use threatbus_plugin_api::abi::{PluginKind, ABI_MAJOR, ABI_MINOR, API_VERSION};
+
+#[derive(Parser)]
+#[command(name = "threatbus", version, about = "Threat Bus: a pub/sub broker for threat intelligence")]
+struct Cli {
+    /// Configuration file (YAML). Default: config.yaml or config.yml in the working directory.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory with plugin libraries (*.so). Overrides the config's plugin_dir.
+    #[arg(long, global = true, env = "THREATBUS_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect installed plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// List every .so in the plugin directory with name, kind, versions and status.
+    List,
+    /// Show the declaration of one plugin file and whether it can be loaded.
+    Inspect {
+        /// Path to the plugin library.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Plugins { command: PluginsCommand::List }) => {
+            logger::init_quiet();
+            let dir = plugin_dir_for_subcommand(&cli);
+            list_plugins(&dir)
+        }
+        Some(Command::Plugins { command: PluginsCommand::Inspect { file } }) => {
+            logger::init_quiet();
+            inspect_plugin(&file)
+        }
+        None => match run(cli.config.as_deref(), cli.plugin_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("threatbus: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn plugin_dir_for_subcommand(cli: &Cli) -> PathBuf {
+    if let Some(d) = &cli.plugin_dir {
+        return d.clone();
+    }
+    if let Ok(path) = config::locate(cli.config.as_deref()) {
+        if let Ok((cfg, _)) = config::load(&path) {
+            if let Some(d) = cfg.plugin_dir {
+                return d;
+            }
+        }
+    }
+    PathBuf::from(config::DEFAULT_PLUGIN_DIR)
+}
+
+fn describe(d: &loader::Declaration) -> String {
+    format!(
+        "{:<12} {:<9} version {:<8} plugin-api {} (ABI {}.{})",
+        d.name,
+        d.kind.as_str().unwrap_or("unknown"),
+        d.plugin_version,
+        d.api_version,
+        d.abi_major,
+        d.abi_minor
+    )
+}
+
+fn list_plugins(dir: &Path) -> ExitCode {
+    println!("plugin directory: {} (host plugin-api {API_VERSION}, ABI {ABI_MAJOR}.{ABI_MINOR})", dir.display());
+    let checked = match loader::check_dir(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("threatbus: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if checked.is_empty() {
+        println!("no plugins found");
+    }
+    for c in checked {
+        match c {
+            Ok(p) => println!("ok        {}  {}", describe(&p.decl), p.path.display()),
+            Err(r) => {
+                let what = r.decl.as_ref().map(describe).unwrap_or_else(|| "-".into());
+                println!("rejected  {what}  {}\n          reason: {}", r.path.display(), r.reason);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn inspect_plugin(file: &Path) -> ExitCode {
+    match loader::check_file(file) {
+        Ok(p) => {
+            let d = &p.decl;
+            println!("file:        {}", p.path.display());
+            println!("name:        {}", d.name);
+            println!("kind:        {}", d.kind.as_str().unwrap_or("unknown"));
+            println!("version:     {}", d.plugin_version);
+            println!("plugin-api:  {} (ABI {}.{})", d.api_version, d.abi_major, d.abi_minor);
+            println!("status:      ok (loadable by this threatbus, ABI {ABI_MAJOR}.{ABI_MINOR})");
+            ExitCode::SUCCESS
+        }
+        Err(r) => {
+            println!("file:        {}", r.path.display());
+            if let Some(d) = &r.decl {
+                println!("name:        {}", d.name);
+                println!("kind:        {}", d.kind.as_str().unwrap_or("unknown"));
+                println!("version:     {}", d.plugin_version);
+                println!("plugin-api:  {} (ABI {}.{})", d.api_version, d.abi_major, d.abi_minor);
+            }
+            println!("status:      rejected: {}", r.reason);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(), String> {
+    let path = config::locate(config_arg)?;
+    let (cfg, _) = config::load(&path)?;
+    logger::init(&cfg.logging)?;
+    let dir = plugin_dir_arg.or(cfg.plugin_dir.clone()).unwrap_or_else(|| PathBuf::from(config::DEFAULT_PLUGIN_DIR));
+    log::info!("threatbus {} (plugin-api {API_VERSION}) using plugins from {}", env!("CARGO_PKG_VERSION"), dir.display());
+
+    // Register signal handling before any plugin thread exists.
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let checked = loader::check_dir(&dir)?;
+    let mut found = Vec::new();
+    for c in checked {
+        match c {
+            Ok(p) => found.push(p),
+            Err(r) => log::warn!("{}", r.reason),
+        }
+    }
+    let pick = |kind: PluginKind, wanted: &std::collections::BTreeMap<String, serde_json::Value>| {
+        let section = if kind == PluginKind::APP { "apps" } else { "backbones" };
+        let mut picked = Vec::new();
+        for (name, conf) in wanted {
+            match found.iter().find(|p| &p.decl.name == name) {
+                Some(p) if p.decl.kind == kind => picked.push((p.clone(), conf.clone())),
+                Some(p) => {
+                    return Err(format!(
+                        "config lists '{name}' under plugins.{section}, but {} is a {} plugin; move its section to plugins.{}s",
+                        p.path.display(),
+                        p.decl.kind.as_str().unwrap_or("?"),
+                        p.decl.kind.as_str().unwrap_or("?")
+                    ))
+                }
+                None => {
+                    let names: Vec<&str> = found.iter().map(|p| p.decl.name.as_str()).collect();
+                    return Err(format!(
+                        "config enables {} '{name}' but no loadable plugin named '{name}' is in {} (found: {}); install it (e.g. libthreatbus_{}_{name}.so) or remove plugins.{section}.{name}",
+                        &section[..section.len() - 1],
+                        dir.display(),
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                        &section[..section.len() - 1],
+                    ));
+                }
+            }
+        }
+        Ok(picked)
+    };
+    let backbones = pick(PluginKind::BACKBONE, &cfg.plugins.backbones)?;
+    let apps = pick(PluginKind::APP, &cfg.plugins.apps)?;
+    for p in &found {
+        if !cfg.plugins.apps.contains_key(&p.decl.name) && !cfg.plugins.backbones.contains_key(&p.decl.name) {
+            log::info!("Ignoring installed, but unconfigured {} '{}'", p.decl.kind.as_str().unwrap_or("plugin"), p.decl.name);
+        }
+    }
+    if backbones.is_empty() {
+        log::warn!("no backbone configured: messages will not be routed");
+    }
+
+    let bus = bus::Bus::new(&cfg.core);
+    log::info!("Starting plugins...");
+    let started = (|| {
+        for (p, conf) in &backbones {
+            bus.start_plugin(p, conf)?;
+        }
+        bus.start_core()?;
+        for (p, conf) in &apps {
+            bus.start_plugin(p, conf)?;
+        }
+        Ok::<(), String>(())
+    })();
+    if let Err(e) = started {
+        bus.stop();
+        return Err(e);
+    }
+    log::info!(
+        "Threat Bus running: backbones [{}], apps [{}]",
+        bus.names(PluginKind::BACKBONE).join(", "),
+        bus.names(PluginKind::APP).join(", ")
+    );
+
+    let mut signals = signals;
+    let first = signals.forever().next();
+    log::info!("received signal {}; shutting down", first.unwrap_or(0));
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("threatbus: second signal {sig}; exiting immediately");
+            std::process::exit(1);
+        }
+    });
+    bus.stop();
+    handle.close();
+    log::logger().flush();
+    Ok(())
+}
