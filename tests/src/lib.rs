@@ -1,0 +1,299 @@
+//! Harness for workspace-level tests: builds the workspace once, prepares
+//! plugin directories with the real `.so` files, and runs the real
+//! `threatbus` binary.
+//!
+//! The harness builds with the same profile as the tests (`debug` unless
+//! `THREATBUS_TEST_PROFILE=release`).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long tests wait for the bus to show something before giving up.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Root of the cargo workspace.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn release() -> bool {
+    std::env::var("THREATBUS_TEST_PROFILE").is_ok_and(|p| p == "release")
+}
+
+/// Directory holding the built binary and plugin libraries.
+pub fn artifact_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    target.join(if release() { "release" } else { "debug" })
+}
+
+/// Builds every crate of the workspace once per test process.
+pub fn build() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root()).args(["build", "--workspace", "--lib", "--bins"]);
+        if release() {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace failed");
+    });
+}
+
+/// Path of the `threatbus` binary (built on first use).
+pub fn threatbus_bin() -> PathBuf {
+    build();
+    artifact_dir().join("threatbus")
+}
+
+/// Path of a built plugin library by its crate lib name, e.g.
+/// `threatbus_backbone_inmem` → `…/libthreatbus_backbone_inmem.so`.
+pub fn plugin_lib(lib_name: &str) -> PathBuf {
+    build();
+    let p = artifact_dir().join(format!("lib{lib_name}.so"));
+    assert!(p.exists(), "plugin library {} was not built", p.display());
+    p
+}
+
+/// A private plugin directory (mode 0755) with copies of plugin libraries
+/// (mode 0644), removed when dropped.
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    /// A directory with the given plugins (crate lib names).
+    pub fn with(libs: &[&str]) -> PluginDir {
+        let d = PluginDir { dir: tempfile::tempdir().expect("tempdir") };
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        for lib in libs {
+            d.add(lib);
+        }
+        d
+    }
+
+    /// Copies a built plugin into the directory under its usual file name.
+    pub fn add(&self, lib: &str) -> PathBuf {
+        self.add_as(lib, &format!("lib{lib}.so"))
+    }
+
+    /// Copies a built plugin into the directory as `file_name`.
+    pub fn add_as(&self, lib: &str, file_name: &str) -> PathBuf {
+        self.add_file(&plugin_lib(lib), file_name)
+    }
+
+    /// Copies any file into the directory as `file_name`, mode 0644.
+    pub fn add_file(&self, src: &Path, file_name: &str) -> PathBuf {
+        let dst = self.path().join(file_name);
+        std::fs::copy(src, &dst).expect("copy plugin");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+        dst
+    }
+
+    /// Writes raw bytes into the directory as `file_name`, mode 0644.
+    pub fn add_bytes(&self, bytes: &[u8], file_name: &str) -> PathBuf {
+        let dst = self.path().join(file_name);
+        std::fs::write(&dst, bytes).expect("write file");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).expect("chmod file");
+        dst
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[derive(Default)]
+struct LogBuf {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+/// A running `threatbus` process with its captured output.
+pub struct Bus {
+    child: Option<Child>,
+    log: Arc<LogBuf>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Bus {
+    /// Starts `threatbus -c <config> --plugin-dir <dir>`.
+    pub fn start(config_yaml: &str, plugin_dir: &Path) -> Bus {
+        Self::start_with_env(config_yaml, plugin_dir, &[])
+    }
+
+    /// Like [`Bus::start`] with extra environment variables.
+    pub fn start_with_env(config_yaml: &str, plugin_dir: &Path, env: &[(&str, &str)]) -> Bus {
+        let config = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
+        std::fs::write(config.path(), config_yaml).expect("write config");
+        let mut cmd = Command::new(threatbus_bin());
+        cmd.arg("-c").arg(config.path()).arg("--plugin-dir").arg(plugin_dir);
+        cmd.env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn threatbus");
+        let log = Arc::new(LogBuf::default());
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("THREATBUS_TEST_ECHO").is_some() {
+                        eprintln!("bus| {line}");
+                    }
+                    let mut t = log.text.lock().unwrap();
+                    t.push_str(&line);
+                    t.push('\n');
+                    log.grew.notify_all();
+                }
+            });
+        }
+        Bus { child: Some(child), log, _config: config }
+    }
+
+    /// Everything the bus printed so far.
+    pub fn log(&self) -> String {
+        self.log.text.lock().unwrap().clone()
+    }
+
+    /// How often `needle` occurs in the output so far.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until the output contains `needle`; panics with the output if
+    /// it does not appear within [`WAIT`] or the process exits first.
+    pub fn wait_for(&mut self, needle: &str) {
+        self.wait_for_count(needle, 1)
+    }
+
+    /// Waits until `needle` occurs at least `n` times.
+    pub fn wait_for_count(&mut self, needle: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        let mut text = self.log.text.lock().unwrap();
+        loop {
+            if text.matches(needle).count() >= n {
+                return;
+            }
+            let now = Instant::now();
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if now >= deadline || exited {
+                drop(text);
+                // Let the reader threads catch up with the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                let log = self.log();
+                if log.matches(needle).count() >= n {
+                    return;
+                }
+                panic!("bus output did not contain {n}x {needle:?} (exited: {exited}); output:\n{log}");
+            }
+            text = self.log.grew.wait_timeout(text, Duration::from_millis(100)).unwrap().0;
+        }
+    }
+
+    /// Sends a signal to the bus.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Waits for the process to exit, at most `limit`. `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM and wait (up to [`WAIT`]); panics with the output if the bus
+    /// does not exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        match self.wait_exit(WAIT) {
+            Some(st) => st,
+            None => panic!("bus did not exit after SIGTERM; output:\n{}", self.log()),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Runs `threatbus <args>` to completion (for `plugins list`, failing
+/// start-ups and the like), with a time limit of [`WAIT`].
+pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(threatbus_bin());
+    cmd.args(args).env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn threatbus");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "threatbus {args:?} did not finish; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes a config file with the given YAML into a temp file and returns it.
+pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
+    std::fs::write(f.path(), yaml).expect("write config");
+    f
+}
+
+/// Whether the tests run in CI (`CI=true`), where a missing server is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
