@@ -1,1 +1,643 @@
+//! The zmq app plugin: wire-compatible with the Python `threatbus-zmq`
+//! plugin (reference §4.3), so that vast-threatbus, suricata-threatbus,
+//! stix-shifter-threatbus, the OpenCTI connector and any other app speaking
+//! that protocol work unchanged.
+//!
+//! Three sockets are bound on `host`:
+//!
+//! | socket | port key | thread | role |
+//! |---|---|---|---|
+//! | REP | `manage` (13370) | `zmq-manage` | subscribe / unsubscribe / heartbeat |
+//! | PUB | `pub` (13371) | `zmq-pub` | frames `<p2p><type> <json>` to apps |
+//! | SUB | `sub` (13372) | `zmq-sub` | frames `<topic> <json>` from apps into `inq` |
+//!
+//! Each subscription owns one bounded queue (`subscriber_queue_size`,
+//! drop-newest, drops are counted and logged) and one forwarder thread
+//! (`zmq-fwd-<p2p prefix>`) that formats frames for the PUB thread.
+//!
+//! ## Configuration (`plugins.apps.zmq`)
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `host` | `127.0.0.1` | address to bind; `0.0.0.0` for all IPv4, `::` for IPv6 |
+//! | `manage`, `pub`, `sub` | 13370, 13371, 13372 | ports (0 = any free port; the subscribe reply carries the real one) |
+//! | `heartbeat_timeout` | 0 (off) | seconds without heartbeat after which a subscription is removed; apps heartbeat every 5 s |
+//! | `subscriber_queue_size` | 100000 | messages buffered per subscription before new ones are dropped |
+//! | `pub_hwm` | 100000 | ZeroMQ send high-water mark per connected app (0 = unlimited) |
+//! | `sub_hwm` | 100000 | ZeroMQ receive high-water mark per publishing app (0 = unlimited) |
 
+mod management;
+mod publisher;
+mod receiver;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use threatbus_plugin_api::{
+    export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError,
+};
+
+pub use management::{parse_request, random_p2p_topic, Rejection, Request, P2P_TOPIC_LEN};
+pub use publisher::frame;
+pub use receiver::decode_frame;
+
+use management::{Registry, REPLY_ERROR, REPLY_SUCCESS, REPLY_UNKNOWN};
+use receiver::SUB_PREFIXES;
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_manage() -> u16 {
+    13370
+}
+fn default_pub() -> u16 {
+    13371
+}
+fn default_sub() -> u16 {
+    13372
+}
+fn default_queue_size() -> usize {
+    100_000
+}
+fn default_hwm() -> u32 {
+    100_000
+}
+
+/// The `plugins.apps.zmq` section. The Python keys `host`, `manage`, `pub`,
+/// `sub` keep their meaning but are optional here.
+#[derive(serde::Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_manage")]
+    pub manage: u16,
+    #[serde(default = "default_pub", rename = "pub")]
+    pub pub_port: u16,
+    #[serde(default = "default_sub")]
+    pub sub: u16,
+    /// Seconds; 0 disables expiry.
+    #[serde(default)]
+    pub heartbeat_timeout: f64,
+    #[serde(default = "default_queue_size")]
+    pub subscriber_queue_size: usize,
+    #[serde(default = "default_hwm")]
+    pub pub_hwm: u32,
+    #[serde(default = "default_hwm")]
+    pub sub_hwm: u32,
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), String> {
+        if self.host.trim().is_empty() {
+            return Err("host: must not be empty".into());
+        }
+        if !self.heartbeat_timeout.is_finite()
+            || self.heartbeat_timeout < 0.0
+            || self.heartbeat_timeout > 1e9
+        {
+            return Err("heartbeat_timeout: must be a number of seconds >= 0 (0 = off)".into());
+        }
+        if self.subscriber_queue_size == 0 {
+            return Err("subscriber_queue_size: must be at least 1".into());
+        }
+        for (key, v) in [("pub_hwm", self.pub_hwm), ("sub_hwm", self.sub_hwm)] {
+            if v > i32::MAX as u32 {
+                return Err(format!("{key}: must be at most {}", i32::MAX));
+            }
+        }
+        Ok(())
+    }
+
+    fn heartbeat_timeout(&self) -> Option<Duration> {
+        (self.heartbeat_timeout > 0.0).then(|| Duration::from_secs_f64(self.heartbeat_timeout))
+    }
+}
+
+/// `tcp://host:port`, with brackets for IPv6 literals.
+fn endpoint(host: &str, port: u16) -> (String, bool) {
+    let ipv6 = host.contains(':');
+    if ipv6 && !host.starts_with('[') {
+        (format!("tcp://[{host}]:{port}"), true)
+    } else {
+        (format!("tcp://{host}:{port}"), ipv6)
+    }
+}
+
+/// Creates a socket, lets `configure` set its options, binds it; returns it
+/// with the port actually bound (which differs from `port` when it is 0).
+fn bind(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    what: &str,
+    host: &str,
+    port: u16,
+    configure: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
+) -> Result<(zmq::Socket, u16), PluginError> {
+    let (ep, ipv6) = endpoint(host, port);
+    let err =
+        |e: zmq::Error| PluginError::new(format!("cannot bind the {what} socket to {ep}: {e}"));
+    let s = ctx.socket(kind).map_err(err)?;
+    s.set_ipv6(ipv6).map_err(err)?;
+    s.set_linger(0).map_err(err)?;
+    configure(&s).map_err(err)?;
+    s.bind(&ep).map_err(err)?;
+    let bound = s
+        .get_last_endpoint()
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|e| e.rsplit(':').next().and_then(|p| p.parse().ok()))
+        .unwrap_or(port);
+    Ok((s, bound))
+}
+
+/// State shared by the management thread and [`App::snapshot`].
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Forwarders of removed subscriptions, joined at stop.
+    retired: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retire(&self, subs: Vec<management::Subscription>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|h| !h.is_finished());
+        for mut s in subs {
+            retired.extend(s.forwarder.take());
+        }
+    }
+}
+
+/// Everything the management thread needs.
+struct Manager {
+    host: Host,
+    cfg: Config,
+    shared: Arc<Shared>,
+    pub_tx: Sender<publisher::Batch>,
+    pub_port: u16,
+    sub_port: u16,
+}
+
+impl Manager {
+    fn handle(&self, frame: &[u8]) -> String {
+        let req = match parse_request(frame) {
+            Ok(r) => r,
+            Err(Rejection::Unknown) => return REPLY_UNKNOWN.into(),
+            Err(Rejection::Error(why)) => {
+                log::error!(
+                    "Error handling management message {}: {why}",
+                    String::from_utf8_lossy(frame)
+                );
+                return REPLY_ERROR.into();
+            }
+        };
+        let now = Instant::now();
+        match req {
+            Request::Subscribe { topics, snapshot } => {
+                log::info!(
+                    "Received subscription for topic {topics:?}, snapshot {} days",
+                    snapshot.as_secs() / 86_400
+                );
+                // The registry stays locked until the forwarder runs, so a
+                // snapshot request for this subscription, which can reach
+                // App::snapshot before host.subscribe returns, waits and then
+                // sees who requested it.
+                let mut reg = self.shared.registry();
+                let sub = match reg.subscribe(
+                    &self.host,
+                    topics,
+                    snapshot,
+                    self.cfg.subscriber_queue_size,
+                    now,
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::error!("Error handling subscription request: {e}");
+                        return REPLY_ERROR.into();
+                    }
+                };
+                let p2p = sub.p2p.clone();
+                let (name, p2p_arc, queue, tx) = (
+                    format!("zmq-fwd-{}", &p2p[..8]),
+                    Arc::<str>::from(p2p.as_str()),
+                    sub.queue.clone(),
+                    self.pub_tx.clone(),
+                );
+                match spawn_thread(self.host, &name, move || {
+                    publisher::forward(p2p_arc, queue, tx)
+                }) {
+                    Ok(h) => sub.forwarder = Some(h),
+                    Err(e) => {
+                        log::error!("cannot start a forwarder thread for a subscription: {e}");
+                        let gone: Vec<_> = reg.unsubscribe(&self.host, &p2p).into_iter().collect();
+                        drop(reg);
+                        self.shared.retire(gone);
+                        return REPLY_ERROR.into();
+                    }
+                }
+                let topics = sub.topics.clone();
+                log::info!(
+                    "Subscription {p2p} added for topics {topics:?} ({} subscriptions)",
+                    reg.len()
+                );
+                management::subscribe_reply(&p2p, self.pub_port, self.sub_port)
+            }
+            Request::Unsubscribe { p2p } => {
+                log::info!("Received unsubscription from topic {p2p}");
+                let removed = self.shared.registry().unsubscribe(&self.host, &p2p);
+                match removed {
+                    Some(s) => {
+                        log::info!("Subscription {p2p} removed (topics {:?})", s.topics);
+                        self.shared.retire(vec![s]);
+                        REPLY_SUCCESS.into()
+                    }
+                    None => {
+                        log::warn!("No one was subscribed for that topic. Skipping.");
+                        REPLY_ERROR.into()
+                    }
+                }
+            }
+            Request::Heartbeat { p2p } => {
+                if self.shared.registry().heartbeat(&p2p, now) {
+                    log::debug!("Heartbeat of {p2p}");
+                    REPLY_SUCCESS.into()
+                } else {
+                    log::debug!("Heartbeat of unknown subscription {p2p}");
+                    REPLY_ERROR.into()
+                }
+            }
+        }
+    }
+
+    fn expire(&self, timeout: Duration) -> Option<Instant> {
+        let mut reg = self.shared.registry();
+        let gone = reg.expire(&self.host, Instant::now(), timeout);
+        for s in &gone {
+            log::warn!(
+                "Subscription {} (topics {:?}) expired: no heartbeat for {:?}; unsubscribed",
+                s.p2p,
+                s.topics,
+                timeout
+            );
+        }
+        let next = reg.next_expiry(timeout);
+        drop(reg);
+        self.shared.retire(gone);
+        next
+    }
+
+    /// The management thread: one reply for every request, whatever it is.
+    fn run(self, socket: zmq::Socket, wake_fd: std::os::fd::RawFd, stopping: Arc<AtomicBool>) {
+        let timeout = self.cfg.heartbeat_timeout();
+        let mut next_expiry: Option<Instant> = None;
+        let mut parts: Vec<zmq::Message> = Vec::new();
+        loop {
+            let wait_ms = match (timeout, next_expiry) {
+                (Some(_), Some(t)) => {
+                    t.saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .min(60_000) as i64
+                        + 1
+                }
+                _ => -1,
+            };
+            let mut items = [
+                socket.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(wake_fd, zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, wait_ms) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => {
+                    log::error!("ZeroMQ management endpoint cannot poll: {e}");
+                    break;
+                }
+            }
+            if items[1].is_readable() || stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            if items[0].is_readable() {
+                // A REP socket hands over a whole request (all its parts);
+                // after that it must send exactly one reply.
+                parts.clear();
+                loop {
+                    let mut m = zmq::Message::new();
+                    match socket.recv(&mut m, zmq::DONTWAIT) {
+                        Ok(()) => {
+                            let more = m.get_more();
+                            parts.push(m);
+                            if !more {
+                                break;
+                            }
+                        }
+                        Err(zmq::Error::EINTR) => continue,
+                        Err(_) => break,
+                    }
+                }
+                if !parts.is_empty() {
+                    let reply = if parts.len() == 1 {
+                        self.handle(&parts[0])
+                    } else {
+                        log::error!(
+                            "Error handling management message: {} frames instead of one",
+                            parts.len()
+                        );
+                        REPLY_ERROR.to_string()
+                    };
+                    if let Err(e) = socket.send(reply.as_bytes(), 0) {
+                        log::error!("cannot send management reply: {e}");
+                    }
+                    // A new subscription may be the next to expire.
+                    if let Some(t) = timeout {
+                        next_expiry = self.shared.registry().next_expiry(t);
+                    }
+                }
+            }
+            if let Some(t) = timeout {
+                if next_expiry.is_some_and(|n| Instant::now() >= n) {
+                    next_expiry = self.expire(t);
+                }
+            }
+        }
+        log::debug!("ZeroMQ management endpoint stopped");
+    }
+}
+
+/// The running plugin.
+pub struct ZmqApp {
+    host: Host,
+    shared: Arc<Shared>,
+    stopping: Arc<AtomicBool>,
+    wake: Mutex<UnixStream>,
+    pub_stop: Mutex<Option<Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
+    let cfg: Config = ctx.config()?;
+    cfg.validate()
+        .map_err(|e| PluginError::new(format!("invalid config for plugin 'zmq': {e}")))?;
+    let host = ctx.host();
+    let zctx = zmq::Context::new();
+    let perr = PluginError::new;
+
+    // Bind everything first: a port in use fails start-up with a clear
+    // message and no thread left behind.
+    let (rep, manage_port) = bind(
+        &zctx,
+        zmq::REP,
+        "management (REP)",
+        &cfg.host,
+        cfg.manage,
+        |s| {
+            // Management requests are tiny; refuse huge frames outright.
+            s.set_maxmsgsize(1 << 20)
+        },
+    )?;
+    let (pub_sock, pub_port) = bind(
+        &zctx,
+        zmq::PUB,
+        "publisher (PUB)",
+        &cfg.host,
+        cfg.pub_port,
+        |s| {
+            s.set_sndhwm(cfg.pub_hwm as i32)?;
+            // Give frames already handed to ZeroMQ a moment to leave at stop.
+            s.set_linger(200)
+        },
+    )?;
+    let (sub_sock, sub_port) = bind(&zctx, zmq::SUB, "receiver (SUB)", &cfg.host, cfg.sub, |s| {
+        s.set_rcvhwm(cfg.sub_hwm as i32)?;
+        SUB_PREFIXES
+            .iter()
+            .try_for_each(|p| s.set_subscribe(p.as_bytes()))
+    })?;
+
+    let (wake_rx, wake_tx) =
+        UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        registry: Mutex::new(Registry::default()),
+        retired: Mutex::new(Vec::new()),
+    });
+    let (pub_tx, pub_rx) = crossbeam_channel::bounded::<publisher::Batch>(256);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+
+    let app = ZmqApp {
+        host,
+        shared: shared.clone(),
+        stopping: stopping.clone(),
+        wake: Mutex::new(wake_tx),
+        pub_stop: Mutex::new(Some(stop_tx)),
+        threads: Mutex::new(Vec::new()),
+    };
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
+        let h = spawn_thread(host, name, f)
+            .map_err(|e| perr(format!("cannot start thread {name}: {e}")))?;
+        app.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+        Ok(())
+    };
+    // The wake-up fd stays open as long as `wake_rx` lives; the threads get
+    // clones so that each owns its descriptor.
+    let clone_fd = || {
+        wake_rx
+            .try_clone()
+            .map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")))
+    };
+    let started = (|| {
+        spawn(
+            "zmq-pub",
+            Box::new(move || publisher::run(pub_sock, pub_rx, stop_rx)),
+        )?;
+        let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
+        spawn(
+            "zmq-sub",
+            Box::new(move || receiver::run(sub_sock, fd.as_raw_fd(), inq, st)),
+        )?;
+        let manager = Manager {
+            host,
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            pub_tx,
+            pub_port,
+            sub_port,
+        };
+        let (st, fd) = (stopping.clone(), clone_fd()?);
+        spawn(
+            "zmq-manage",
+            Box::new(move || manager.run(rep, fd.as_raw_fd(), st)),
+        )?;
+        Ok(())
+    })();
+    if let Err(e) = started {
+        let _ = app.stop();
+        return Err(e);
+    }
+    drop(wake_rx);
+    log::info!(
+        "ZeroMQ app plugin started: management tcp://{h}:{manage_port}, pub {pub_port}, sub {sub_port}{}",
+        match cfg.heartbeat_timeout() {
+            Some(t) => format!(", subscriptions expire after {t:?} without heartbeat"),
+            None => String::new(),
+        },
+        h = cfg.host,
+    );
+    Ok(app)
+}
+
+impl App for ZmqApp {
+    /// Forwards a snapshot request to every zmq subscriber except the one
+    /// that asked for it; their apps answer with envelopes on the SUB socket.
+    fn snapshot(&self, request: &Message) -> Result<(), PluginError> {
+        let req = request
+            .to_snapshot_request()
+            .map_err(|e| PluginError::new(format!("invalid snapshot request: {e}")))?;
+        let targets = self.shared.registry().snapshot_targets(&req.snapshot_id);
+        log::debug!(
+            "Forwarding snapshot request {} to {} zmq subscribers",
+            req.snapshot_id,
+            targets.len()
+        );
+        for (p2p, q) in targets {
+            if let Err(e) = q.try_send(request.clone()) {
+                log::warn!(
+                    "snapshot request {} not delivered to {p2p}: {e}",
+                    req.snapshot_id
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), PluginError> {
+        self.stopping.store(true, Ordering::SeqCst);
+        // One byte makes the wake-up fd readable for every poller, for good.
+        let _ = self
+            .wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(&[1]);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let (mut manage_and_sub, mut rest) = (Vec::new(), Vec::new());
+        for h in threads {
+            if h.thread().name() == Some("zmq-pub") {
+                rest.push(h)
+            } else {
+                manage_and_sub.push(h)
+            }
+        }
+        for h in manage_and_sub {
+            let _ = h.join();
+        }
+        // No more requests: remove every subscription, which closes the
+        // queues and ends the forwarders once they have handed over what
+        // they hold.
+        let subs = self.shared.registry().drain(&self.host);
+        self.shared.retire(subs);
+        let forwarders = std::mem::take(
+            &mut *self
+                .shared
+                .retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for h in forwarders {
+            let _ = h.join();
+        }
+        if let Some(tx) = self
+            .pub_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = tx.send(());
+        }
+        for h in rest {
+            let _ = h.join();
+        }
+        log::info!("ZeroMQ app plugin stopped");
+        Ok(())
+    }
+}
+
+impl Drop for ZmqApp {
+    fn drop(&mut self) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            let _ = self.stop();
+        }
+    }
+}
+
+export_plugin!(app, "zmq", start);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> Result<Config, PluginError> {
+        threatbus_plugin_api::config::parse_plugin_config("zmq", json)
+    }
+
+    #[test]
+    fn empty_section_gives_python_defaults() {
+        let c = cfg("null").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.manage, c.pub_port, c.sub),
+            ("127.0.0.1", 13370, 13371, 13372)
+        );
+        assert_eq!(c.heartbeat_timeout(), None);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn python_keys_are_accepted_and_unknown_keys_named() {
+        let c = cfg(
+            r#"{"host": "0.0.0.0", "manage": 1, "pub": 2, "sub": 3, "heartbeat_timeout": 1.5}"#,
+        )
+        .unwrap();
+        assert_eq!((c.manage, c.pub_port, c.sub), (1, 2, 3));
+        assert_eq!(c.heartbeat_timeout(), Some(Duration::from_millis(1500)));
+        let e = cfg(r#"{"mange": 1}"#).unwrap_err();
+        assert!(e.message.contains("mange"), "{e}");
+        let e = cfg(r#"{"pub": "x"}"#).unwrap_err();
+        assert!(e.message.contains("pub"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(cfg(r#"{"heartbeat_timeout": -1}"#)
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(cfg(r#"{"subscriber_queue_size": 0}"#)
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(cfg(r#"{"pub_hwm": 4294967295}"#)
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(cfg(r#"{"host": ""}"#).unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        assert_eq!(endpoint("::1", 5), ("tcp://[::1]:5".to_string(), true));
+        assert_eq!(
+            endpoint("127.0.0.1", 5),
+            ("tcp://127.0.0.1:5".to_string(), false)
+        );
+        assert_eq!(endpoint("*", 5), ("tcp://*:5".to_string(), false));
+    }
+}

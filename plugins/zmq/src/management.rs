@@ -1,0 +1,648 @@
+//! The management protocol (REP socket): request parsing, replies, and the
+//! registry of p2p subscriptions.
+//!
+//! Request parsing follows the Python original's `map_management_message`
+//! and `SubscriptionManager` (reference §4.3) decision by decision, so that
+//! every existing app sees the same status strings:
+//!
+//! * not UTF-8, not JSON, not a JSON object, or a `snapshot` that is not an
+//!   integer (or numeric string) → `error`;
+//! * `action` other than `subscribe`/`unsubscribe`/`heartbeat`, or a missing
+//!   or empty (`""`, `[]`, `null`, `0`, `false`) `topic` → `unknown request`;
+//! * `heartbeat`/`unsubscribe` of an unknown p2p topic → `error`.
+//!
+//! Deliberate differences from the original (reference §8):
+//! * a subscribe request is validated completely (every list item a
+//!   non-empty string) before anything is subscribed, and a backbone
+//!   failure half-way rolls back what was already subscribed: a failed
+//!   subscribe leaves no dangling state;
+//! * a negative `snapshot` (accepted by the original and passed on as a
+//!   negative time delta) means "no snapshot";
+//! * an empty string inside a topic list (which would subscribe to every
+//!   internal topic) is an `error`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, TryRngCore};
+use serde_json::Value;
+use threatbus_plugin_api::{Overflow, Queue};
+
+/// Length of a p2p topic, as in the original.
+pub const P2P_TOPIC_LEN: usize = 32;
+
+/// The largest `timedelta(days=…)` Python accepts; more is an error there.
+const MAX_SNAPSHOT_DAYS: i64 = 999_999_999;
+
+/// A parsed management request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Subscribe one new p2p topic to one or more Threat Bus topics.
+    Subscribe {
+        topics: Vec<String>,
+        snapshot: Duration,
+    },
+    /// Remove the subscription of a p2p topic.
+    Unsubscribe { p2p: String },
+    /// Keep-alive of a p2p topic.
+    Heartbeat { p2p: String },
+}
+
+/// The reply for a request that is not executed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// `{"status": "error"}`, with the reason for the log.
+    Error(String),
+    /// `{"status": "unknown request"}`.
+    Unknown,
+}
+
+/// `{"status": "success"}` exactly as Python's `json.dumps` writes it.
+pub const REPLY_SUCCESS: &str = r#"{"status": "success"}"#;
+/// `{"status": "error"}`.
+pub const REPLY_ERROR: &str = r#"{"status": "error"}"#;
+/// `{"status": "unknown request"}`.
+pub const REPLY_UNKNOWN: &str = r#"{"status": "unknown request"}"#;
+
+/// The success reply to a subscription, key order and separators as in the
+/// original (`socket.send_json({...})`).
+pub fn subscribe_reply(p2p: &str, pub_port: u16, sub_port: u16) -> String {
+    format!(
+        r#"{{"topic": "{p2p}", "pub_port": {pub_port}, "sub_port": {sub_port}, "status": "success"}}"#
+    )
+}
+
+/// Python truthiness of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Python's `int(x)` for the JSON values an app can send as `snapshot`.
+fn python_int(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Bool(b) => Ok(*b as i64),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i)
+            } else if n.is_u64() {
+                Err(format!("snapshot {n} is too large"))
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.is_finite() && f.abs() < 9.0e18 {
+                    Ok(f.trunc() as i64)
+                } else {
+                    Err(format!("snapshot {n} is not a finite integer"))
+                }
+            }
+        }
+        Value::String(s) => {
+            let t = s.trim();
+            let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("snapshot {s:?} is not an integer"));
+            }
+            t.parse::<i64>()
+                .map_err(|_| format!("snapshot {s:?} is too large"))
+        }
+        other => Err(format!(
+            "snapshot must be an integer number of days, got {other}"
+        )),
+    }
+}
+
+/// Converts a `snapshot` value (days) into the time delta handed to the bus.
+/// Negative values mean "no snapshot".
+pub fn snapshot_days(v: &Value) -> Result<Duration, String> {
+    let days = python_int(v)?;
+    if days.abs() > MAX_SNAPSHOT_DAYS {
+        return Err(format!("snapshot of {days} days is out of range"));
+    }
+    if days < 0 {
+        log::warn!("negative snapshot of {days} days requested; treating it as 0 (no snapshot)");
+        return Ok(Duration::ZERO);
+    }
+    Ok(Duration::from_secs(days as u64 * 86_400))
+}
+
+/// Parses one management request frame.
+pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
+    let text = std::str::from_utf8(frame)
+        .map_err(|e| Rejection::Error(format!("request is not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::Error(format!("request is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Rejection::Error("request is not a JSON object".into()))?;
+    // The original converts `snapshot` before looking at the action, so a
+    // bad snapshot is an error for every action.
+    let snapshot = match obj.get("snapshot") {
+        None => Duration::ZERO,
+        Some(v) => snapshot_days(v).map_err(Rejection::Error)?,
+    };
+    let topic = match obj.get("topic") {
+        Some(t) if truthy(t) => t,
+        _ => return Err(Rejection::Unknown),
+    };
+    let p2p = |t: &Value| match t {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(Rejection::Error(format!(
+            "p2p topic must be a string, got {other}"
+        ))),
+    };
+    match obj.get("action").and_then(Value::as_str) {
+        Some("heartbeat") => Ok(Request::Heartbeat { p2p: p2p(topic)? }),
+        Some("unsubscribe") => Ok(Request::Unsubscribe { p2p: p2p(topic)? }),
+        Some("subscribe") => {
+            let topics = match topic {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                        Value::String(_) => {
+                            Err(Rejection::Error("empty topic in topic list".into()))
+                        }
+                        other => Err(Rejection::Error(format!(
+                            "topics must be strings, got {other}"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                other => {
+                    return Err(Rejection::Error(format!(
+                        "topic must be a string or a list of strings, got {other}"
+                    )))
+                }
+            };
+            Ok(Request::Subscribe { topics, snapshot })
+        }
+        _ => Err(Rejection::Unknown),
+    }
+}
+
+/// A p2p topic: 32 lowercase letters from the operating system's CSPRNG
+/// (`getrandom`, via `rand::rngs::OsRng`), sampled uniformly.
+pub fn random_p2p_topic() -> String {
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    (0..P2P_TOPIC_LEN)
+        .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+        .collect()
+}
+
+/// What the registry needs from the bus; implemented by the host handle.
+pub trait Bus {
+    /// `subscribe_callback`: returns the snapshot id if one was requested.
+    fn subscribe(
+        &self,
+        topic: &str,
+        queue: &Queue,
+        snapshot: Duration,
+    ) -> Result<Option<String>, String>;
+    /// `unsubscribe_callback`.
+    fn unsubscribe(&self, topic: &str, queue: &Queue) -> Result<(), String>;
+}
+
+impl Bus for threatbus_plugin_api::Host {
+    fn subscribe(
+        &self,
+        topic: &str,
+        queue: &Queue,
+        snapshot: Duration,
+    ) -> Result<Option<String>, String> {
+        threatbus_plugin_api::Host::subscribe(self, topic, queue, snapshot)
+    }
+    fn unsubscribe(&self, topic: &str, queue: &Queue) -> Result<(), String> {
+        threatbus_plugin_api::Host::unsubscribe(self, topic, queue)
+    }
+}
+
+/// One app's subscription: one p2p topic and one queue for all its topics.
+pub struct Subscription {
+    pub p2p: String,
+    pub topics: Vec<String>,
+    pub queue: Queue,
+    /// Snapshot ids requested by this subscription (it must not serve them).
+    pub snapshot_ids: Vec<String>,
+    pub last_seen: Instant,
+    /// The thread moving this queue's messages to the PUB socket.
+    pub forwarder: Option<std::thread::JoinHandle<()>>,
+}
+
+/// All live p2p subscriptions.
+#[derive(Default)]
+pub struct Registry {
+    subs: HashMap<String, Subscription>,
+}
+
+impl Registry {
+    /// Number of live subscriptions.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Whether there is no subscription.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Subscribes a new p2p topic to `topics`. On any failure, the topics
+    /// already subscribed are unsubscribed again and nothing is stored.
+    pub fn subscribe(
+        &mut self,
+        bus: &dyn Bus,
+        topics: Vec<String>,
+        snapshot: Duration,
+        queue_size: usize,
+        now: Instant,
+    ) -> Result<&mut Subscription, String> {
+        let p2p = loop {
+            let t = random_p2p_topic();
+            if !self.subs.contains_key(&t) {
+                break t;
+            }
+        };
+        let queue = Queue::bounded(queue_size, Overflow::DROP_NEWEST);
+        let mut snapshot_ids = Vec::new();
+        for (i, topic) in topics.iter().enumerate() {
+            match bus.subscribe(topic, &queue, snapshot) {
+                Ok(id) => snapshot_ids.extend(id),
+                Err(e) => {
+                    for done in &topics[..i] {
+                        if let Err(e2) = bus.unsubscribe(done, &queue) {
+                            log::error!("rollback of subscription to {done} failed: {e2}");
+                        }
+                    }
+                    queue.close();
+                    return Err(format!("cannot subscribe to {topic}: {e}"));
+                }
+            }
+        }
+        let sub = Subscription {
+            p2p: p2p.clone(),
+            topics,
+            queue,
+            snapshot_ids,
+            last_seen: now,
+            forwarder: None,
+        };
+        Ok(self.subs.entry(p2p).or_insert(sub))
+    }
+
+    /// Removes a subscription from the bus and the registry and closes its
+    /// queue (its forwarder then ends). `None` if the p2p topic is unknown.
+    pub fn unsubscribe(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Subscription> {
+        let sub = self.subs.remove(p2p)?;
+        release(bus, &sub);
+        Some(sub)
+    }
+
+    /// Records a heartbeat; false if the p2p topic is unknown.
+    pub fn heartbeat(&mut self, p2p: &str, now: Instant) -> bool {
+        match self.subs.get_mut(p2p) {
+            Some(s) => {
+                s.last_seen = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the oldest subscription expires, if any.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.subs.values().map(|s| s.last_seen + timeout).min()
+    }
+
+    /// Removes every subscription not seen for `timeout`.
+    pub fn expire(&mut self, bus: &dyn Bus, now: Instant, timeout: Duration) -> Vec<Subscription> {
+        let dead: Vec<String> = self
+            .subs
+            .values()
+            .filter(|s| now.saturating_duration_since(s.last_seen) >= timeout)
+            .map(|s| s.p2p.clone())
+            .collect();
+        dead.iter()
+            .filter_map(|p| self.unsubscribe(bus, p))
+            .collect()
+    }
+
+    /// The queues a snapshot request goes to: every subscription except the
+    /// one that requested it.
+    pub fn snapshot_targets(&self, snapshot_id: &str) -> Vec<(String, Queue)> {
+        self.subs
+            .values()
+            .filter(|s| !s.snapshot_ids.iter().any(|id| id == snapshot_id))
+            .map(|s| (s.p2p.clone(), s.queue.clone()))
+            .collect()
+    }
+
+    /// Removes every subscription (at shutdown).
+    pub fn drain(&mut self, bus: &dyn Bus) -> Vec<Subscription> {
+        let all: Vec<Subscription> = self.subs.drain().map(|(_, s)| s).collect();
+        for s in &all {
+            release(bus, s);
+        }
+        all
+    }
+}
+
+fn release(bus: &dyn Bus, sub: &Subscription) {
+    for t in &sub.topics {
+        if let Err(e) = bus.unsubscribe(t, &sub.queue) {
+            log::error!("cannot unsubscribe {} from {t}: {e}", sub.p2p);
+        }
+    }
+    sub.queue.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn req(s: &str) -> Result<Request, Rejection> {
+        parse_request(s.as_bytes())
+    }
+
+    fn sub(topics: &[&str], days: u64) -> Result<Request, Rejection> {
+        Ok(Request::Subscribe {
+            topics: topics.iter().map(|s| s.to_string()).collect(),
+            snapshot: Duration::from_secs(days * 86_400),
+        })
+    }
+
+    fn is_error(r: Result<Request, Rejection>) -> bool {
+        matches!(r, Err(Rejection::Error(_)))
+    }
+
+    #[test]
+    fn subscription_without_snapshot_is_zero() {
+        assert_eq!(
+            req(r#"{"action": "subscribe", "topic": "some/topic"}"#),
+            sub(&["some/topic"], 0)
+        );
+    }
+
+    #[test]
+    fn subscription_snapshot_is_in_days() {
+        assert_eq!(
+            req(r#"{"action": "subscribe", "snapshot": 17, "topic": "some/topic"}"#),
+            sub(&["some/topic"], 17)
+        );
+    }
+
+    #[test]
+    fn numeric_string_snapshot_is_accepted() {
+        assert_eq!(
+            req(r#"{"action": "subscribe", "snapshot": "30", "topic": "t"}"#),
+            sub(&["t"], 30)
+        );
+        assert_eq!(
+            req(r#"{"action": "subscribe", "snapshot": " +30 ", "topic": "t"}"#),
+            sub(&["t"], 30)
+        );
+    }
+
+    #[test]
+    fn float_snapshot_truncates_like_python_int() {
+        assert_eq!(
+            req(r#"{"action": "subscribe", "snapshot": 2.9, "topic": "t"}"#),
+            sub(&["t"], 2)
+        );
+    }
+
+    #[test]
+    fn negative_snapshot_means_none() {
+        assert_eq!(
+            req(r#"{"action": "subscribe", "snapshot": -5, "topic": "t"}"#),
+            sub(&["t"], 0)
+        );
+    }
+
+    #[test]
+    fn bad_snapshot_is_an_error_for_every_action() {
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": "FOO", "topic": "t"}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "heartbeat", "snapshot": "FOO", "topic": "t"}"#
+        )));
+        assert!(is_error(req(r#"{"action": "FOO", "snapshot": "FOO"}"#)));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": "3.5", "topic": "t"}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": null, "topic": "t"}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": [1], "topic": "t"}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": 1000000000, "topic": "t"}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "snapshot": 18446744073709551615, "topic": "t"}"#
+        )));
+    }
+
+    #[test]
+    fn topic_lists_are_one_request() {
+        assert_eq!(
+            req(
+                r#"{"action": "subscribe", "topic": ["stix2/indicator", "stix2/sighting"], "snapshot": 0}"#
+            ),
+            sub(&["stix2/indicator", "stix2/sighting"], 0)
+        );
+    }
+
+    #[test]
+    fn non_string_list_items_are_an_error() {
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#
+        )));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#
+        )));
+        assert!(is_error(req(r#"{"action": "subscribe", "topic": 5}"#)));
+        assert!(is_error(req(
+            r#"{"action": "subscribe", "topic": {"a": 1}}"#
+        )));
+    }
+
+    #[test]
+    fn unsubscribe_and_heartbeat_take_the_p2p_topic() {
+        assert_eq!(
+            req(r#"{"action": "unsubscribe", "topic": "abc"}"#),
+            Ok(Request::Unsubscribe { p2p: "abc".into() })
+        );
+        assert_eq!(
+            req(r#"{"action": "heartbeat", "topic": "abc"}"#),
+            Ok(Request::Heartbeat { p2p: "abc".into() })
+        );
+        assert!(is_error(req(
+            r#"{"action": "heartbeat", "topic": ["abc"]}"#
+        )));
+        assert!(is_error(req(r#"{"action": "unsubscribe", "topic": 7}"#)));
+    }
+
+    #[test]
+    fn unknown_action_or_missing_topic_is_unknown_request() {
+        assert_eq!(req(r#"{"action": "FOO"}"#), Err(Rejection::Unknown));
+        assert_eq!(
+            req(r#"{"action": "FOO", "topic": "t"}"#),
+            Err(Rejection::Unknown)
+        );
+        assert_eq!(req(r#"{"topic": "t"}"#), Err(Rejection::Unknown));
+        for action in ["subscribe", "unsubscribe", "heartbeat"] {
+            for topic in [
+                "",
+                r#""topic": """#,
+                r#""topic": []"#,
+                r#""topic": null"#,
+                r#""topic": 0"#,
+            ] {
+                let sep = if topic.is_empty() { "" } else { ", " };
+                let r = req(&format!(r#"{{"action": "{action}"{sep}{topic}}}"#));
+                assert_eq!(r, Err(Rejection::Unknown), "{action} {topic}");
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        for bad in [
+            "FOO",
+            "",
+            "[1, 2]",
+            "\"subscribe\"",
+            "null",
+            "{\"action\": ",
+        ] {
+            assert!(is_error(req(bad)), "{bad:?}");
+        }
+        assert!(is_error(parse_request(&[0xff, 0xfe, b'{', b'}'])));
+    }
+
+    #[test]
+    fn replies_are_byte_exact() {
+        assert_eq!(
+            subscribe_reply("pqtmzkwvbeyqxnlcdgfhasjortuyeipw", 13371, 13372),
+            r#"{"topic": "pqtmzkwvbeyqxnlcdgfhasjortuyeipw", "pub_port": 13371, "sub_port": 13372, "status": "success"}"#
+        );
+        for r in [REPLY_SUCCESS, REPLY_ERROR, REPLY_UNKNOWN] {
+            let v: Value = serde_json::from_str(r).unwrap();
+            assert!(v["status"].is_string());
+        }
+    }
+
+    #[test]
+    fn p2p_topics_are_32_lowercase_letters_and_differ() {
+        let a = random_p2p_topic();
+        let b = random_p2p_topic();
+        assert_eq!(a.len(), P2P_TOPIC_LEN);
+        assert!(a.bytes().all(|c| c.is_ascii_lowercase()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    /// A bus that records calls and refuses one topic, to exercise the
+    /// rollback path that a healthy host never takes.
+    #[derive(Default)]
+    struct RecordingBus {
+        refuse: Option<&'static str>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Bus for RecordingBus {
+        fn subscribe(
+            &self,
+            topic: &str,
+            _: &Queue,
+            snapshot: Duration,
+        ) -> Result<Option<String>, String> {
+            self.calls.lock().unwrap().push(format!("+{topic}"));
+            if self.refuse == Some(topic) {
+                return Err("refused".into());
+            }
+            Ok((!snapshot.is_zero()).then(|| format!("snap-{topic}")))
+        }
+        fn unsubscribe(&self, topic: &str, _: &Queue) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("-{topic}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_subscribe_rolls_back_and_stores_nothing() {
+        let bus = RecordingBus {
+            refuse: Some("c"),
+            ..Default::default()
+        };
+        let mut reg = Registry::default();
+        let topics = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let err = reg
+            .subscribe(&bus, topics, Duration::ZERO, 10, Instant::now())
+            .err()
+            .unwrap();
+        assert!(err.contains("cannot subscribe to c"), "{err}");
+        assert!(reg.is_empty());
+        assert_eq!(*bus.calls.lock().unwrap(), ["+a", "+b", "+c", "-a", "-b"]);
+    }
+
+    #[test]
+    fn snapshot_requests_skip_the_requester() {
+        let bus = RecordingBus::default();
+        let mut reg = Registry::default();
+        let now = Instant::now();
+        let a = reg
+            .subscribe(&bus, vec!["x".into()], Duration::from_secs(86_400), 10, now)
+            .unwrap()
+            .p2p
+            .clone();
+        let b = reg
+            .subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, now)
+            .unwrap()
+            .p2p
+            .clone();
+        let targets: Vec<String> = reg
+            .snapshot_targets("snap-x")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(targets, vec![b.clone()]);
+        assert_eq!(reg.snapshot_targets("other").len(), 2);
+        assert!(reg.unsubscribe(&bus, &a).is_some());
+        assert!(reg.unsubscribe(&bus, &a).is_none());
+    }
+
+    #[test]
+    fn heartbeats_keep_subscriptions_alive() {
+        let bus = RecordingBus::default();
+        let mut reg = Registry::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let a = reg
+            .subscribe(&bus, vec!["x".into()], Duration::ZERO, 10, t0)
+            .unwrap()
+            .p2p
+            .clone();
+        let b = reg
+            .subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, t0)
+            .unwrap()
+            .p2p
+            .clone();
+        assert_eq!(reg.next_expiry(timeout), Some(t0 + timeout));
+        assert!(reg.heartbeat(&a, t0 + Duration::from_secs(20)));
+        let expired = reg.expire(&bus, t0 + Duration::from_secs(31), timeout);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].p2p, b);
+        assert!(expired[0].queue.is_closed());
+        assert!(reg.heartbeat(&a, t0 + Duration::from_secs(31)));
+        assert!(!reg.heartbeat(&b, t0 + Duration::from_secs(31)));
+    }
+}

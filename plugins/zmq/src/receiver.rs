@@ -1,0 +1,258 @@
+//! The SUB socket: messages that apps publish into the bus.
+//!
+//! Frames are `<topic> <json>`, split on the first space. Accepted topics are
+//! `stix2/indicator`, `stix2/sighting` (the object's type must match the
+//! topic) and `threatbus/snapshotenvelope`. Everything else is logged and
+//! dropped; a rejected frame never causes an earlier message to be re-sent
+//! (the original's bug, reference §8).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use threatbus_plugin_api::data::TOPIC_SNAPSHOT_ENVELOPE;
+use threatbus_plugin_api::{Message, MessageKind, Queue, SendError};
+
+/// The SUB socket's subscriptions, as in the original.
+pub const SUB_PREFIXES: [&str; 2] = ["stix2/", TOPIC_SNAPSHOT_ENVELOPE];
+
+/// Why a frame was dropped.
+#[derive(Debug)]
+pub enum Rejected {
+    NotUtf8,
+    NoSeparator,
+    UnknownTopic(String),
+    Invalid { topic: String, reason: String },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::NotUtf8 => f.write_str("frame is not UTF-8"),
+            Rejected::NoSeparator => f.write_str("frame has no space between topic and JSON"),
+            Rejected::UnknownTopic(t) => write!(
+                f,
+                "unsupported topic '{t}' (expected stix2/indicator, stix2/sighting or threatbus/snapshotenvelope)"
+            ),
+            Rejected::Invalid { topic, reason } => write!(f, "invalid message on topic '{topic}': {reason}"),
+        }
+    }
+}
+
+/// The message kind a topic carries.
+fn kind_of(topic: &str) -> Option<MessageKind> {
+    if topic == TOPIC_SNAPSHOT_ENVELOPE {
+        return Some(MessageKind::SNAPSHOT_ENVELOPE);
+    }
+    match topic.strip_prefix("stix2/")? {
+        "indicator" => Some(MessageKind::INDICATOR),
+        "sighting" => Some(MessageKind::SIGHTING),
+        _ => None,
+    }
+}
+
+/// Decodes and validates one single-part frame.
+pub fn decode_frame(frame: &[u8]) -> Result<Message, Rejected> {
+    let text = std::str::from_utf8(frame).map_err(|_| Rejected::NotUtf8)?;
+    let (topic, json) = text.split_once(' ').ok_or(Rejected::NoSeparator)?;
+    let kind = kind_of(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+    Message::parse(kind, json).map_err(|e| Rejected::Invalid {
+        topic: topic.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Limits how often bad input is logged, so a broken app cannot flood the
+/// log: at most `burst` lines per `window`, then one summary line.
+pub struct LogLimiter {
+    window: Duration,
+    burst: u32,
+    start: Instant,
+    count: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub fn new(window: Duration, burst: u32) -> Self {
+        Self {
+            window,
+            burst,
+            start: Instant::now(),
+            count: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log this occurrence.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.start) >= self.window {
+            if self.suppressed > 0 {
+                log::warn!(
+                    "{} more invalid messages from apps were dropped without a log line",
+                    self.suppressed
+                );
+            }
+            self.start = now;
+            self.count = 0;
+            self.suppressed = 0;
+        }
+        if self.count < self.burst {
+            self.count += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+fn preview(frame: &[u8]) -> String {
+    let n = frame.len().min(200);
+    let mut s = String::from_utf8_lossy(&frame[..n]).into_owned();
+    if frame.len() > n {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Puts a message into `inq`, waiting while it is full but giving up when
+/// the plugin stops. Returns false if the message was not accepted.
+fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
+    loop {
+        match inq.send_timeout(msg.clone(), Duration::from_millis(100)) {
+            Ok(()) => return true,
+            Err(SendError::Closed) => return false,
+            Err(_) if stopping.load(Ordering::Relaxed) => {
+                log::warn!(
+                    "inbound queue full while stopping; a message from an app was not accepted"
+                );
+                return false;
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+/// The receiver thread: reads the SUB socket until `wake_fd` becomes
+/// readable (the plugin stops).
+pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
+    let mut frame = zmq::Message::new();
+    let mut limiter = LogLimiter::new(Duration::from_secs(10), 20);
+    // True while skipping the remaining parts of a multipart message.
+    let mut skipping = false;
+    'outer: loop {
+        let mut items = [
+            socket.as_poll_item(zmq::POLLIN),
+            zmq::PollItem::from_fd(wake_fd, zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, -1) {
+            Ok(_) => {}
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => {
+                log::error!("ZeroMQ receiver cannot poll: {e}");
+                break;
+            }
+        }
+        if items[1].is_readable() || stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        if !items[0].is_readable() {
+            continue;
+        }
+        // Drain what is there, but look at the wake-up fd now and then.
+        for _ in 0..4096 {
+            match socket.recv(&mut frame, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => break,
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => {
+                    log::error!("ZeroMQ receiver cannot receive: {e}");
+                    break 'outer;
+                }
+            }
+            let more = frame.get_more();
+            if skipping || more {
+                if !skipping && limiter.allow(Instant::now()) {
+                    log::warn!(
+                        "Dropping a multipart message (apps must send '<topic> <json>' in one frame): {}",
+                        preview(&frame)
+                    );
+                }
+                skipping = more;
+                continue;
+            }
+            match decode_frame(&frame) {
+                Ok(msg) => {
+                    log::trace!("received {msg:?}");
+                    if !forward(&inq, msg, &stopping) {
+                        break 'outer;
+                    }
+                }
+                Err(e) => {
+                    if limiter.allow(Instant::now()) {
+                        log::error!("Error decoding message: {e}; frame: {}", preview(&frame));
+                    }
+                }
+            }
+        }
+    }
+    log::debug!("ZeroMQ receiver stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_map_to_kinds() {
+        assert_eq!(kind_of("stix2/indicator"), Some(MessageKind::INDICATOR));
+        assert_eq!(kind_of("stix2/sighting"), Some(MessageKind::SIGHTING));
+        assert_eq!(
+            kind_of("threatbus/snapshotenvelope"),
+            Some(MessageKind::SNAPSHOT_ENVELOPE)
+        );
+        for bad in [
+            "threatbus/snapshotenvelopeX",
+            "stix2/",
+            "stix2/indicatorX",
+            "stix2/malware",
+            "threatbus/intel",
+            "",
+        ] {
+            assert_eq!(kind_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn frames_without_topic_or_utf8_are_rejected() {
+        assert!(matches!(
+            decode_frame(b"stix2/indicator"),
+            Err(Rejected::NoSeparator)
+        ));
+        assert!(matches!(
+            decode_frame(&[0xff, b' ', b'{', b'}']),
+            Err(Rejected::NotUtf8)
+        ));
+        assert!(matches!(
+            decode_frame(b"threatbus/snapshotenvelopeX {}"),
+            Err(Rejected::UnknownTopic(_))
+        ));
+        assert!(matches!(
+            decode_frame(b"stix2/malware {}"),
+            Err(Rejected::UnknownTopic(_))
+        ));
+    }
+
+    #[test]
+    fn limiter_bounds_log_lines_per_window() {
+        let t0 = Instant::now();
+        let mut l = LogLimiter::new(Duration::from_secs(10), 3);
+        l.start = t0;
+        let allowed = (0..10).filter(|_| l.allow(t0)).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(l.suppressed, 7);
+        assert!(l.allow(t0 + Duration::from_secs(11)));
+        assert_eq!(l.suppressed, 0);
+    }
+}
