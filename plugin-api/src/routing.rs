@@ -1,0 +1,177 @@
+//! Topic-prefix routing shared by backbones: the subscription table and the
+//! delivery of one message to every queue subscribed to a prefix of its
+//! topic.
+//!
+//! A queue subscribed under two matching prefixes (e.g. `stix2` and
+//! `stix2/indicator`) receives a message once, not twice as in the Python
+//! original. Messages are shared (reference-counted), never copied per
+//! subscriber.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use crate::{Message, Queue, SendError};
+
+/// Subscriptions by topic prefix. Thread-safe; share it with an `Arc`.
+#[derive(Default)]
+pub struct Subscriptions {
+    /// (topic prefix, subscribed queues), in subscription order.
+    topics: RwLock<Vec<(String, Vec<Queue>)>>,
+}
+
+impl Subscriptions {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `queue` as a subscriber of every topic starting with `topic`.
+    /// Subscribing the same queue to the same topic twice is a no-op.
+    pub fn subscribe(&self, topic: &str, queue: Queue) {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        match topics.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, queues)) => {
+                if !queues.contains(&queue) {
+                    queues.push(queue)
+                }
+            }
+            None => topics.push((topic.to_string(), vec![queue])),
+        }
+    }
+
+    /// Removes the subscription of `queue` to exactly `topic`. Returns
+    /// whether there was one; unknown subscriptions are a no-op.
+    pub fn unsubscribe(&self, topic: &str, queue: &Queue) -> bool {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let Some(pos) = topics.iter().position(|(t, _)| t == topic) else {
+            return false;
+        };
+        let before = topics[pos].1.len();
+        topics[pos].1.retain(|q| q != queue);
+        let removed = topics[pos].1.len() != before;
+        if topics[pos].1.is_empty() {
+            topics.remove(pos);
+        }
+        removed
+    }
+
+    /// Replaces `out` with every distinct queue subscribed to a prefix of
+    /// `topic`.
+    pub fn matching(&self, topic: &str, out: &mut Vec<Queue>) {
+        out.clear();
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        for (prefix, queues) in topics.iter() {
+            if topic.starts_with(prefix.as_str()) {
+                for q in queues {
+                    if !out.iter().any(|o| o.id() == q.id()) {
+                        out.push(q.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether nobody is subscribed to anything.
+    pub fn is_empty(&self) -> bool {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// Delivers one message to one queue. A blocking queue that stays full is
+/// retried until `stopping` is set, so nothing is lost silently; a closed
+/// queue is skipped; a drop by a `DROP_NEWEST` queue is counted by that
+/// queue (its owner reports it).
+pub fn deliver(q: &Queue, msg: &Message, stopping: &AtomicBool) {
+    loop {
+        match q.send_timeout(msg.clone(), Duration::from_millis(200)) {
+            Ok(()) | Err(SendError::Dropped) => return,
+            Err(SendError::Closed) => {
+                log::debug!("subscriber queue {q:?} is closed; message not delivered to it");
+                return;
+            }
+            Err(SendError::Full) => {
+                if stopping.load(Ordering::Relaxed) {
+                    log::warn!("subscriber queue {q:?} stayed full during shutdown; dropped {msg:?}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Delivers `msg` to every queue subscribed to a prefix of its topic
+/// ([`deliver`] for each). `scratch` is reused between calls to avoid
+/// allocations. Returns the number of subscriber queues it went to.
+pub fn provision(subs: &Subscriptions, msg: &Message, stopping: &AtomicBool, scratch: &mut Vec<Queue>) -> usize {
+    subs.matching(msg.topic(), scratch);
+    if scratch.is_empty() {
+        log::debug!("no subscriber for {}", msg.topic());
+    }
+    for q in scratch.iter() {
+        deliver(q, msg, stopping);
+    }
+    let n = scratch.len();
+    scratch.clear();
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MessageKind, Overflow};
+
+    fn msg(kind: MessageKind) -> Message {
+        Message::from_canonical_json(kind, "{}".to_string())
+    }
+
+    #[test]
+    fn prefix_match_delivers_once_per_queue() {
+        let subs = Subscriptions::new();
+        let a = Queue::bounded(10, Overflow::BLOCK);
+        let b = Queue::bounded(10, Overflow::BLOCK);
+        subs.subscribe("stix2", a.clone());
+        subs.subscribe("stix2/indicator", a.clone());
+        subs.subscribe("stix2/sighting", b.clone());
+        let stop = AtomicBool::new(false);
+        let mut scratch = Vec::new();
+        assert_eq!(provision(&subs, &msg(MessageKind::INDICATOR), &stop, &mut scratch), 1);
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.len(), 0);
+        assert_eq!(provision(&subs, &msg(MessageKind::SIGHTING), &stop, &mut scratch), 2);
+        assert_eq!(a.len(), 2);
+        assert_eq!(b.len(), 1);
+        assert_eq!(provision(&subs, &msg(MessageKind::SNAPSHOT_REQUEST), &stop, &mut scratch), 0);
+    }
+
+    #[test]
+    fn empty_prefix_matches_everything_and_unsubscribe_removes() {
+        let subs = Subscriptions::new();
+        let a = Queue::bounded(10, Overflow::BLOCK);
+        subs.subscribe("", a.clone());
+        subs.subscribe("", a.clone());
+        let mut out = Vec::new();
+        subs.matching("threatbus/snapshotenvelope", &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(!subs.unsubscribe("stix2", &a), "unknown topic is a no-op");
+        assert!(subs.unsubscribe("", &a));
+        assert!(subs.is_empty());
+        subs.matching("stix2/indicator", &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn closed_and_full_queues_do_not_block_a_stopping_bus() {
+        let subs = Subscriptions::new();
+        let closed = Queue::bounded(1, Overflow::BLOCK);
+        closed.close();
+        let full = Queue::bounded(1, Overflow::BLOCK);
+        full.try_send(msg(MessageKind::INDICATOR)).unwrap();
+        subs.subscribe("stix2", closed);
+        subs.subscribe("stix2", full.clone());
+        let stop = AtomicBool::new(true);
+        let mut scratch = Vec::new();
+        assert_eq!(provision(&subs, &msg(MessageKind::INDICATOR), &stop, &mut scratch), 2);
+        assert_eq!(full.len(), 1);
+    }
+}
