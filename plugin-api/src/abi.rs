@@ -273,3 +273,36 @@ pub struct AbiRoot {
     /// Plugin kind.
     pub kind: PluginKind,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The declaration is frozen: these offsets are what every host reads.
+    #[test]
+    fn declaration_layout_is_frozen() {
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, magic), 0);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, decl_size), 16);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, abi_major), 20);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, abi_minor), 24);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, kind), 28);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, panic_unwind), 32);
+        assert_eq!(std::mem::offset_of!(PluginDeclaration, name), 40);
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(std::mem::size_of::<PluginDeclaration>(), 80);
+    }
+
+    #[test]
+    fn api_version_matches_abi_constants() {
+        let mut parts = API_VERSION.split('.').map(|p| p.parse::<u32>().unwrap());
+        assert_eq!(parts.next(), Some(ABI_MAJOR));
+        assert_eq!(parts.next(), Some(ABI_MINOR));
+    }
+
+    #[test]
+    fn plugin_error_display() {
+        assert_eq!(PluginError::new("boom").to_string(), "boom");
+        assert!(PluginError::panicked("boom").is_panic());
+        assert_eq!(PluginError::panicked("boom").to_string(), "panicked: boom");
+    }
+}

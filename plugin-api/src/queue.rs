@@ -461,3 +461,107 @@ impl std::fmt::Debug for Queue {
         write!(f, "Queue({:#x}, {}/{})", self.id(), self.len(), self.capacity())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MessageKind;
+    use std::thread;
+
+    fn msg(n: u32) -> Message {
+        Message::from_canonical_json(MessageKind::INDICATOR, format!("{{\"n\": {n}}}"))
+    }
+
+    #[test]
+    fn fifo_and_bounded_with_timeout() {
+        let q = Queue::bounded(2, Overflow::BLOCK);
+        q.send(msg(1)).unwrap();
+        q.send(msg(2)).unwrap();
+        assert_eq!(q.send_timeout(msg(3), Duration::from_millis(10)), Err(SendError::Full));
+        assert_eq!(q.try_send(msg(3)), Err(SendError::Full));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.recv().unwrap().json(), "{\"n\": 1}");
+        assert_eq!(q.recv().unwrap().json(), "{\"n\": 2}");
+        assert!(matches!(q.recv_timeout(Duration::from_millis(10)), Received::Timeout));
+    }
+
+    #[test]
+    fn drop_newest_counts_drops() {
+        let q = Queue::bounded(1, Overflow::DROP_NEWEST);
+        q.send(msg(1)).unwrap();
+        assert_eq!(q.send(msg(2)), Err(SendError::Dropped));
+        assert_eq!(q.send(msg(3)), Err(SendError::Dropped));
+        assert_eq!(q.dropped(), 2);
+        assert_eq!(q.recv().unwrap().json(), "{\"n\": 1}");
+    }
+
+    #[test]
+    fn close_wakes_blocked_receiver_and_sender() {
+        let q = Queue::bounded(1, Overflow::BLOCK);
+        let r = q.clone();
+        let receiver = thread::spawn(move || r.recv());
+        let q2 = q.clone();
+        let full = Queue::bounded(1, Overflow::BLOCK);
+        full.send(msg(0)).unwrap();
+        let f2 = full.clone();
+        let sender = thread::spawn(move || f2.send(msg(1)));
+        thread::sleep(Duration::from_millis(50));
+        q2.close();
+        full.close();
+        assert!(receiver.join().unwrap().is_none(), "closed empty queue ends recv");
+        assert_eq!(sender.join().unwrap(), Err(SendError::Closed));
+        assert_eq!(q.send(msg(2)), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn receivers_drain_after_close() {
+        let q = Queue::bounded(4, Overflow::BLOCK);
+        q.send(msg(1)).unwrap();
+        q.send(msg(2)).unwrap();
+        q.close();
+        let mut out = Vec::new();
+        assert!(q.recv_batch(&mut out, 10, None));
+        assert_eq!(out.len(), 2);
+        assert!(!q.recv_batch(&mut out, 10, None), "closed and empty");
+        assert!(matches!(q.recv_timeout(Duration::from_millis(1)), Received::Closed));
+    }
+
+    #[test]
+    fn clones_share_identity_and_messages_share_bodies() {
+        let q = Queue::bounded(4, Overflow::BLOCK);
+        let c = q.clone();
+        assert_eq!(q, c);
+        assert_ne!(q, Queue::bounded(4, Overflow::BLOCK));
+        let m = msg(7);
+        q.send(m.clone()).unwrap();
+        let got = c.recv().unwrap();
+        assert!(got.shares_body_with(&m), "fan-out must not copy bodies");
+    }
+
+    #[test]
+    fn many_producers_one_consumer_lose_nothing() {
+        let q = Queue::bounded(16, Overflow::BLOCK);
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..1000 {
+                        q.send(msg(p * 1000 + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut seen = 0;
+        let mut out = Vec::new();
+        while seen < 4000 {
+            out.clear();
+            assert!(q.recv_batch(&mut out, 64, None));
+            seen += out.len();
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(seen, 4000);
+        assert!(q.is_empty());
+    }
+}
