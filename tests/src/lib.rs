@@ -17,7 +17,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Root of the cargo workspace.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn release() -> bool {
@@ -26,7 +29,9 @@ fn release() -> bool {
 
 /// Directory holding the built binary and plugin libraries.
 pub fn artifact_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     target.join(if release() { "release" } else { "debug" })
 }
 
@@ -36,7 +41,8 @@ pub fn build() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args(["build", "--workspace", "--lib", "--bins"]);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--workspace", "--lib", "--bins"]);
         if release() {
             cmd.arg("--release");
         }
@@ -69,8 +75,11 @@ pub struct PluginDir {
 impl PluginDir {
     /// A directory with the given plugins (crate lib names).
     pub fn with(libs: &[&str]) -> PluginDir {
-        let d = PluginDir { dir: tempfile::tempdir().expect("tempdir") };
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let d = PluginDir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod dir");
         for lib in libs {
             d.add(lib);
         }
@@ -91,7 +100,8 @@ impl PluginDir {
     pub fn add_file(&self, src: &Path, file_name: &str) -> PathBuf {
         let dst = self.path().join(file_name);
         std::fs::copy(src, &dst).expect("copy plugin");
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod plugin");
         dst
     }
 
@@ -111,7 +121,11 @@ impl PluginDir {
 
 /// A free TCP port on 127.0.0.1 (the OS picks one).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[derive(Default)]
@@ -135,15 +149,25 @@ impl Bus {
 
     /// Like [`Bus::start`] with extra environment variables.
     pub fn start_with_env(config_yaml: &str, plugin_dir: &Path, env: &[(&str, &str)]) -> Bus {
-        let config = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
+        let config = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile()
+            .expect("config file");
         std::fs::write(config.path(), config_yaml).expect("write config");
         let mut cmd = Command::new(threatbus_bin());
-        cmd.arg("-c").arg(config.path()).arg("--plugin-dir").arg(plugin_dir);
-        cmd.env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
+        cmd.arg("-c")
+            .arg(config.path())
+            .arg("--plugin-dir")
+            .arg(plugin_dir);
+        cmd.env_remove("RUST_LOG")
+            .env_remove("THREATBUS_PLUGIN_DIR");
+        remove_threatbus_env(&mut cmd);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn threatbus");
         let log = Arc::new(LogBuf::default());
         for stream in [
@@ -164,7 +188,11 @@ impl Bus {
                 }
             });
         }
-        Bus { child: Some(child), log, _config: config }
+        Bus {
+            child: Some(child),
+            log,
+            _config: config,
+        }
     }
 
     /// Everything the bus printed so far.
@@ -192,7 +220,10 @@ impl Bus {
                 return;
             }
             let now = Instant::now();
-            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
             if now >= deadline || exited {
                 drop(text);
                 // Let the reader threads catch up with the last lines.
@@ -201,9 +232,16 @@ impl Bus {
                 if log.matches(needle).count() >= n {
                     return;
                 }
-                panic!("bus output did not contain {n}x {needle:?} (exited: {exited}); output:\n{log}");
+                panic!(
+                    "bus output did not contain {n}x {needle:?} (exited: {exited}); output:\n{log}"
+                );
             }
-            text = self.log.grew.wait_timeout(text, Duration::from_millis(100)).unwrap().0;
+            text = self
+                .log
+                .grew
+                .wait_timeout(text, Duration::from_millis(100))
+                .unwrap()
+                .0;
         }
     }
 
@@ -262,11 +300,16 @@ impl Drop for Bus {
 /// start-ups and the like), with a time limit of [`WAIT`].
 pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(threatbus_bin());
-    cmd.args(args).env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("THREATBUS_PLUGIN_DIR");
+    remove_threatbus_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn threatbus");
     let deadline = Instant::now() + WAIT;
     loop {
@@ -288,7 +331,10 @@ pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Writes a config file with the given YAML into a temp file and returns it.
 pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
-    let f = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
+    let f = tempfile::Builder::new()
+        .suffix(".yaml")
+        .tempfile()
+        .expect("config file");
     std::fs::write(f.path(), yaml).expect("write config");
     f
 }
@@ -296,4 +342,97 @@ pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
 /// Whether the tests run in CI (`CI=true`), where a missing server is a failure.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A field of the frozen plugin declaration that [`patched_plugin`] can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclField {
+    /// The 16 magic bytes (patched to a wrong magic; the value is ignored).
+    Magic,
+    /// `abi_major`.
+    AbiMajor,
+    /// `abi_minor`.
+    AbiMinor,
+    /// `kind` (1 = app, 2 = backbone).
+    Kind,
+    /// `panic_unwind` (0 = built with panic=abort).
+    PanicUnwind,
+}
+
+/// Byte offset of the plugin declaration inside a library file: the one
+/// occurrence of the magic that is followed by the declaration size of
+/// this plugin-api.
+pub fn declaration_offset(bytes: &[u8]) -> usize {
+    use threatbus_plugin_api::abi::{PluginDeclaration, PLUGIN_MAGIC};
+    let size = (std::mem::size_of::<PluginDeclaration>() as u32).to_le_bytes();
+    let hits: Vec<usize> = bytes
+        .windows(20)
+        .enumerate()
+        .filter(|(_, w)| w[..16] == PLUGIN_MAGIC && w[16..20] == size)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected exactly one plugin declaration in the library, found {}",
+        hits.len()
+    );
+    hits[0]
+}
+
+/// The bytes of a built plugin library (crate lib name) with one field of its
+/// declaration changed, e.g. `patched_plugin("threatbus_test_app", DeclField::AbiMajor, 2)`.
+pub fn patched_plugin(lib: &str, field: DeclField, value: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin_lib(lib)).expect("read plugin library");
+    let at = declaration_offset(&bytes);
+    let field_at = |i: usize| at + 16 + 4 * i;
+    match field {
+        DeclField::Magic => bytes[at + 15] ^= 0x20,
+        DeclField::AbiMajor => {
+            bytes[field_at(1)..field_at(1) + 4].copy_from_slice(&value.to_le_bytes())
+        }
+        DeclField::AbiMinor => {
+            bytes[field_at(2)..field_at(2) + 4].copy_from_slice(&value.to_le_bytes())
+        }
+        DeclField::Kind => {
+            bytes[field_at(3)..field_at(3) + 4].copy_from_slice(&value.to_le_bytes())
+        }
+        DeclField::PanicUnwind => {
+            bytes[field_at(4)..field_at(4) + 4].copy_from_slice(&value.to_le_bytes())
+        }
+    }
+    bytes
+}
+
+/// The bytes of a built plugin library with every occurrence of `from`
+/// replaced by `to` (same length), e.g. to rename the test plugin
+/// `testapp` to `testap2` so that two instances of it can run at once.
+pub fn renamed_plugin(lib: &str, from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "replacement must keep the length");
+    let mut bytes = std::fs::read(plugin_lib(lib)).expect("read plugin library");
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut n = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(n > 0, "{from:?} not found in {lib}");
+    bytes
+}
+
+/// Removes every inherited `THREATBUS_*` variable (e.g. the harness's own
+/// `THREATBUS_TEST_ECHO`) from `cmd`: the host reads them as config
+/// overrides and would reject the unknown keys.
+pub fn remove_threatbus_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("THREATBUS_") {
+            cmd.env_remove(k);
+        }
+    }
 }
