@@ -1,0 +1,692 @@
+//! `threatbus-bench`: drives the real `threatbus` (inmem + zmq) over ZeroMQ
+//! the way apps do, and the same traffic through a plain ZeroMQ relay
+//! (SUB → PUB, no parsing) as the ceiling.
+//!
+//! * throughput: N distinct indicators (~330-byte JSON) published as fast
+//!   as possible on the bus's `sub` port, received by K subscribers on its
+//!   `pub` port: indicators/s, deliveries/s and loss;
+//! * latency: the same at a fixed rate: p50/p99/max from the send call to
+//!   the receipt, in one process, with one clock.
+//!
+//! Build in release mode: `cargo build --release -p threatbus-bench
+//! -p threatbus -p threatbus-backbone-inmem -p threatbus-app-zmq`, then
+//! `target/release/threatbus-bench` (see BENCHMARKS.md).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Benchmark of the threatbus zmq path against a plain ZeroMQ relay")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Indicators per throughput run.
+    #[arg(short = 'n', long, default_value_t = 200_000)]
+    count: u64,
+    /// Subscriber counts for the throughput runs (comma separated).
+    #[arg(short = 'k', long, value_delimiter = ',', default_value = "1,10")]
+    subscribers: Vec<usize>,
+    /// Rate (indicators/s) of the latency runs; 0 skips them.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Duration of each latency run in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    latency_secs: f64,
+    /// Repetitions of every measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Send high-water mark of the publishing app (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    publisher_hwm: i32,
+    /// Directory with `threatbus` and the plugin libraries (default: next to this binary).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Benchmark an already running bus at this management endpoint
+    /// (host:port) instead of starting one; e.g. the Python original.
+    #[arg(long)]
+    connect: Option<String>,
+    /// Skip the plain relay.
+    #[arg(long)]
+    no_relay: bool,
+    /// Idle time after which missing messages count as lost (seconds).
+    #[arg(long, default_value_t = 3.0)]
+    idle_secs: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The plain relay (used internally): SUB bound on --sub, PUB bound on --pub.
+    Relay {
+        #[arg(long)]
+        sub: u16,
+        #[arg(long)]
+        r#pub: u16,
+        #[arg(long, default_value_t = 100_000)]
+        hwm: i32,
+    },
+}
+
+// ---------------------------------------------------------------- targets
+
+/// Where the traffic goes: the bus (management handshake, p2p topics) or
+/// the relay (subscribe to the publish topic).
+struct Target {
+    host: String,
+    manage: Option<u16>,
+    pub_port: u16,
+    sub_port: u16,
+    child: Option<Child>,
+    _dir: Option<TempDir>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn artifacts(args: &Args) -> PathBuf {
+    args.artifacts.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    })
+}
+
+fn start_bus(art: &Path) -> Target {
+    let dir = std::env::temp_dir().join(format!(
+        "threatbus-bench-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for lib in ["libthreatbus_backbone_inmem.so", "libthreatbus_app_zmq.so"] {
+        let src = art.join(lib);
+        assert!(
+            src.exists(),
+            "{} missing: build with --release first",
+            src.display()
+        );
+        std::fs::copy(&src, plugins.join(lib)).unwrap();
+        std::fs::set_permissions(plugins.join(lib), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let (manage, pub_port, sub_port) = (free_port(), free_port(), free_port());
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(art.join("threatbus"))
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start threatbus");
+    let t = Target {
+        host: "127.0.0.1".into(),
+        manage: Some(manage),
+        pub_port,
+        sub_port,
+        child: Some(child),
+        _dir: Some(TempDir(dir)),
+    };
+    // Alive once the management endpoint answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if request(
+            &t.host,
+            manage,
+            r#"{"action": "heartbeat", "topic": "x"}"#,
+            200,
+        )
+        .is_some()
+        {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "threatbus did not start");
+    }
+}
+
+fn connect_bus(endpoint: &str) -> Target {
+    let (host, port) = endpoint.rsplit_once(':').expect("--connect host:port");
+    let manage: u16 = port.parse().expect("port");
+    // Ports come from a subscribe reply.
+    let reply = request(
+        host,
+        manage,
+        r#"{"action": "subscribe", "topic": "bench/none"}"#,
+        5000,
+    )
+    .expect("bus answers");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let t = Target {
+        host: host.into(),
+        manage: Some(manage),
+        pub_port: v["pub_port"].as_u64().unwrap() as u16,
+        sub_port: v["sub_port"].as_u64().unwrap() as u16,
+        child: None,
+        _dir: None,
+    };
+    let unsub = serde_json::json!({"action": "unsubscribe", "topic": v["topic"]}).to_string();
+    request(host, manage, &unsub, 5000);
+    t
+}
+
+fn start_relay() -> Target {
+    let (pub_port, sub_port) = (free_port(), free_port());
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "relay",
+            "--sub",
+            &sub_port.to_string(),
+            "--pub",
+            &pub_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start relay");
+    let t = Target {
+        host: "127.0.0.1".into(),
+        manage: None,
+        pub_port,
+        sub_port,
+        child: Some(child),
+        _dir: None,
+    };
+    // Ready once both ports accept connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while [pub_port, sub_port]
+        .iter()
+        .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+    {
+        assert!(Instant::now() < deadline, "relay did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t
+}
+
+/// The plain relay: every frame from SUB goes to PUB unchanged (zero copy).
+fn relay(sub_port: u16, pub_port: u16, hwm: i32) {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.set_rcvhwm(hwm).unwrap();
+    sub.set_subscribe(b"stix2/").unwrap();
+    sub.bind(&format!("tcp://127.0.0.1:{sub_port}")).unwrap();
+    let publ = ctx.socket(zmq::PUB).unwrap();
+    publ.set_sndhwm(hwm).unwrap();
+    publ.bind(&format!("tcp://127.0.0.1:{pub_port}")).unwrap();
+    loop {
+        let mut m = zmq::Message::new();
+        if sub.recv(&mut m, 0).is_err() {
+            break;
+        }
+        let _ = publ.send(m, 0);
+    }
+}
+
+fn ctx() -> &'static zmq::Context {
+    static C: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
+    C.get_or_init(zmq::Context::new)
+}
+
+fn request(host: &str, port: u16, req: &str, timeout_ms: i64) -> Option<String> {
+    let s = ctx().socket(zmq::REQ).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&format!("tcp://{host}:{port}")).unwrap();
+    s.send(req, 0).unwrap();
+    if s.poll(zmq::POLLIN, timeout_ms).unwrap() == 0 {
+        return None;
+    }
+    s.recv_string(0).unwrap().ok()
+}
+
+/// Subscribers: SUB socket and p2p topic.
+type Subs = Vec<(zmq::Socket, String)>;
+
+/// Subscribes `k` apps; returns their SUB sockets and p2p topics.
+fn subscribe(t: &Target, k: usize) -> Subs {
+    (0..k)
+        .map(|_| {
+            let topic = match t.manage {
+                Some(m) => {
+                    let r = request(
+                        &t.host,
+                        m,
+                        r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": 0}"#,
+                        5000,
+                    )
+                    .expect("subscribe reply");
+                    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+                    assert_eq!(v["status"], "success", "{r}");
+                    v["topic"].as_str().unwrap().to_string()
+                }
+                None => "stix2/indicator".to_string(),
+            };
+            let s = ctx().socket(zmq::SUB).unwrap();
+            s.set_rcvhwm(0).unwrap();
+            s.set_linger(0).unwrap();
+            s.connect(&format!("tcp://{}:{}", t.host, t.pub_port))
+                .unwrap();
+            s.set_subscribe(topic.as_bytes()).unwrap();
+            (s, topic)
+        })
+        .collect()
+}
+
+fn unsubscribe(t: &Target, subs: &[(zmq::Socket, String)]) {
+    if let Some(m) = t.manage {
+        for (_, p2p) in subs {
+            let req = serde_json::json!({"action": "unsubscribe", "topic": p2p}).to_string();
+            request(&t.host, m, &req, 5000);
+        }
+    }
+}
+
+fn publisher(t: &Target, hwm: i32) -> zmq::Socket {
+    let p = ctx().socket(zmq::PUB).unwrap();
+    p.set_sndhwm(hwm).unwrap();
+    p.set_linger(0).unwrap();
+    p.connect(&format!("tcp://{}:{}", t.host, t.sub_port))
+        .unwrap();
+    p
+}
+
+// ---------------------------------------------------------------- traffic
+
+const WARMUP: u32 = 0xffff_0000;
+
+/// `stix2/indicator <json>`: a distinct indicator, ~330 bytes of JSON,
+/// already in the bus's canonical layout.
+fn frame(tag: u32, n: u64) -> Vec<u8> {
+    format!(
+        r#"stix2/indicator {{"type": "indicator", "spec_version": "2.1", "id": "indicator--{tag:08x}-{:04x}-4000-8000-{:012x}", "created": "2021-04-20T07:38:22.530Z", "modified": "2021-04-20T07:38:22.530Z", "pattern": "[domain-name:value = 'h{n:08}.example.com']", "pattern_type": "stix", "pattern_version": "2.1", "valid_from": "2021-04-20T07:38:22.53Z"}}"#,
+        (n >> 48) & 0xffff,
+        n & 0xffff_ffff_ffff
+    )
+    .into_bytes()
+}
+
+/// (tag, n) of a delivered frame, from its indicator id.
+fn parse_id(frame: &[u8]) -> Option<(u32, u64)> {
+    const NEEDLE: &[u8] = b"\"indicator--";
+    let at = frame.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    let uuid = std::str::from_utf8(frame.get(at..at + 36)?).ok()?;
+    let tag = u32::from_str_radix(&uuid[..8], 16).ok()?;
+    let n = u64::from_str_radix(&uuid[24..], 16).ok()?;
+    Some((tag, n))
+}
+
+/// Publishes warm-ups until every subscriber got one, then a barrier that
+/// drains all warm-ups: afterwards the pipes are connected and empty.
+fn warm_up(p: &zmq::Socket, subs: &[(zmq::Socket, String)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = vec![false; subs.len()];
+    let mut n = 0;
+    while seen.iter().any(|s| !s) {
+        assert!(Instant::now() < deadline, "subscribers did not connect");
+        p.send(frame(WARMUP, n), 0).unwrap();
+        n += 1;
+        for (i, (s, _)) in subs.iter().enumerate() {
+            if s.poll(zmq::POLLIN, 5).unwrap() > 0 {
+                seen[i] = true;
+                while s.recv_bytes(zmq::DONTWAIT).is_ok() {}
+            }
+        }
+    }
+    let barrier = 1 << 40;
+    p.send(frame(WARMUP, barrier), 0).unwrap();
+    for (s, _) in subs {
+        loop {
+            assert!(s.poll(zmq::POLLIN, 30_000).unwrap() > 0, "barrier lost");
+            let f = s.recv_bytes(0).unwrap();
+            if parse_id(&f) == Some((WARMUP, barrier)) {
+                break;
+            }
+        }
+    }
+}
+
+struct Outcome {
+    elapsed: Duration,
+    received: u64,
+    expected: u64,
+    latencies: Vec<u64>, // ns, only in latency runs
+}
+
+/// What the receiving thread saw.
+struct Received {
+    subs: Subs,
+    received: u64,
+    last: Option<Instant>,
+    latencies: Vec<u64>,
+}
+
+/// Receives on all subscribers in one thread until every message arrived
+/// or nothing came for `idle`.
+fn receive(
+    subs: Subs,
+    tag: u32,
+    count: u64,
+    idle: Duration,
+    t0: Instant,
+    sent_at: Option<Arc<Vec<AtomicU64>>>,
+) -> Received {
+    let expected = count * subs.len() as u64;
+    let mut received = 0u64;
+    let mut last: Option<Instant> = None;
+    let mut lat = Vec::new();
+    let mut msg = zmq::Message::new();
+    let mut last_progress = Instant::now();
+    while received < expected {
+        let mut items: Vec<zmq::PollItem> = subs
+            .iter()
+            .map(|(s, _)| s.as_poll_item(zmq::POLLIN))
+            .collect();
+        let n = zmq::poll(&mut items, 100).unwrap();
+        if n == 0 {
+            if last_progress.elapsed() >= idle {
+                break;
+            }
+            continue;
+        }
+        drop(items);
+        for (s, _) in &subs {
+            while s.recv(&mut msg, zmq::DONTWAIT).is_ok() {
+                let now = Instant::now();
+                if let Some((t, n)) = parse_id(&msg) {
+                    if t == tag && n < count {
+                        received += 1;
+                        last = Some(now);
+                        if let Some(sent) = &sent_at {
+                            let s_ns = sent[n as usize].load(Ordering::Acquire);
+                            let r_ns = now.duration_since(t0).as_nanos() as u64;
+                            lat.push(r_ns.saturating_sub(s_ns));
+                        }
+                    }
+                }
+            }
+        }
+        last_progress = Instant::now();
+    }
+    Received {
+        subs,
+        received,
+        last,
+        latencies: lat,
+    }
+}
+
+fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, tag: u32) -> Outcome {
+    let subs = subscribe(t, k);
+    let p = publisher(t, args.publisher_hwm);
+    warm_up(&p, &subs);
+    let frames: Vec<Vec<u8>> = (0..count).map(|n| frame(tag, n)).collect();
+    let sent_at: Option<Arc<Vec<AtomicU64>>> =
+        rate.map(|_| Arc::new((0..count).map(|_| AtomicU64::new(0)).collect()));
+    let t0 = Instant::now();
+    let idle = Duration::from_secs_f64(args.idle_secs);
+    let rx = {
+        let sent_at = sent_at.clone();
+        std::thread::spawn(move || receive(subs, tag, count, idle, t0, sent_at))
+    };
+    match rate {
+        None => {
+            for f in frames {
+                p.send(f, 0).unwrap();
+            }
+        }
+        Some(r) => {
+            let period = Duration::from_secs_f64(1.0 / r as f64);
+            let sent = sent_at.as_ref().unwrap();
+            for (n, f) in frames.into_iter().enumerate() {
+                let due = t0 + period * n as u32;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                sent[n].store(
+                    Instant::now().duration_since(t0).as_nanos() as u64,
+                    Ordering::Release,
+                );
+                p.send(f, 0).unwrap();
+            }
+        }
+    }
+    let Received {
+        subs,
+        received,
+        last,
+        latencies,
+    } = rx.join().unwrap();
+    unsubscribe(t, &subs);
+    Outcome {
+        elapsed: last.map(|l| l.duration_since(t0)).unwrap_or_default(),
+        received,
+        expected: count * k as u64,
+        latencies,
+    }
+}
+
+// ---------------------------------------------------------------- report
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        return 0.0;
+    }
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+#[derive(Default, Clone)]
+struct Summary {
+    ind_per_s: Vec<f64>,
+    deliveries_per_s: Vec<f64>,
+    lost: Vec<u64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    max: Vec<f64>,
+}
+
+fn make_target(name: &str, args: &Args) -> Target {
+    match name {
+        "relay" => start_relay(),
+        _ => match &args.connect {
+            Some(ep) => connect_bus(ep),
+            None => start_bus(&artifacts(args)),
+        },
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(Cmd::Relay { sub, r#pub, hwm }) = args.cmd {
+        relay(sub, r#pub, hwm);
+        return;
+    }
+    // Precise sleeps for the fixed-rate runs.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
+    let mut targets = vec!["bus"];
+    if !args.no_relay {
+        targets.push("relay");
+    }
+    println!(
+        "threatbus-bench: N={} per throughput run, K={:?}, latency at {}/s for {} s, {} runs, publisher HWM {}",
+        args.count, args.subscribers, args.rate, args.latency_secs, args.runs, args.publisher_hwm
+    );
+    let mut tag = 1u32;
+
+    for &k in &args.subscribers {
+        let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
+        for run in 0..args.runs {
+            for (i, name) in targets.iter().enumerate() {
+                let t = make_target(name, &args);
+                tag += 1;
+                let o = run_once(&t, k, args.count, None, &args, tag);
+                drop(t);
+                let secs = o.elapsed.as_secs_f64();
+                let per_sub = o.received as f64 / k as f64;
+                let s = &mut sums[i];
+                s.ind_per_s
+                    .push(if secs > 0.0 { per_sub / secs } else { 0.0 });
+                s.deliveries_per_s.push(if secs > 0.0 {
+                    o.received as f64 / secs
+                } else {
+                    0.0
+                });
+                s.lost.push(o.expected - o.received);
+                println!(
+                    "  run {} {:<12} K={k:<3} {:>8} indicators/s {:>8} deliveries/s  lost {} of {}  ({:.3} s)",
+                    run + 1,
+                    name,
+                    fmt_rate(per_sub / secs),
+                    fmt_rate(o.received as f64 / secs),
+                    o.expected - o.received,
+                    o.expected,
+                    secs
+                );
+            }
+        }
+        println!(
+            "\n### Throughput, {} indicators, {k} subscriber(s), median of {} runs\n",
+            args.count, args.runs
+        );
+        println!("| target | indicators/s | deliveries/s | lost (max of runs) |");
+        println!("|---|---:|---:|---:|");
+        for (i, name) in targets.iter().enumerate() {
+            let s = &sums[i];
+            println!(
+                "| {} | {} | {} | {} |",
+                if *name == "bus" {
+                    "threatbus (inmem + zmq)"
+                } else {
+                    "plain ZeroMQ relay"
+                },
+                fmt_rate(median(s.ind_per_s.clone())),
+                fmt_rate(median(s.deliveries_per_s.clone())),
+                s.lost.iter().max().unwrap()
+            );
+        }
+        if targets.len() == 2 {
+            println!(
+                "\nbus / relay: {:.0}%\n",
+                100.0 * median(sums[0].ind_per_s.clone()) / median(sums[1].ind_per_s.clone())
+            );
+        }
+    }
+
+    if args.rate > 0 {
+        let count = (args.rate as f64 * args.latency_secs) as u64;
+        let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
+        for run in 0..args.runs {
+            for (i, name) in targets.iter().enumerate() {
+                let t = make_target(name, &args);
+                tag += 1;
+                let o = run_once(&t, 1, count, Some(args.rate), &args, tag);
+                drop(t);
+                let mut l = o.latencies;
+                l.sort_unstable();
+                let s = &mut sums[i];
+                s.p50.push(pct(&l, 0.50));
+                s.p99.push(pct(&l, 0.99));
+                s.max.push(pct(&l, 1.0));
+                s.lost.push(o.expected - o.received);
+                println!(
+                    "  run {} {:<12} {}/s  p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs  lost {}",
+                    run + 1,
+                    name,
+                    args.rate,
+                    pct(&l, 0.5),
+                    pct(&l, 0.99),
+                    pct(&l, 1.0),
+                    o.expected - o.received
+                );
+            }
+        }
+        println!("\n### Latency at {} indicators/s, 1 subscriber, {count} indicators, median of {} runs\n", args.rate, args.runs);
+        println!("| target | p50 | p99 | max | lost (max of runs) |");
+        println!("|---|---:|---:|---:|---:|");
+        for (i, name) in targets.iter().enumerate() {
+            let s = &sums[i];
+            println!(
+                "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {} |",
+                if *name == "bus" {
+                    "threatbus (inmem + zmq)"
+                } else {
+                    "plain ZeroMQ relay"
+                },
+                median(s.p50.clone()),
+                median(s.p99.clone()),
+                median(s.max.clone()),
+                s.lost.iter().max().unwrap()
+            );
+        }
+    }
+}
