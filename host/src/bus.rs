@@ -23,7 +23,9 @@ use crate::services;
 pub struct RunningPlugin {
     pub name: String,
     instance: PluginInstance,
-    failed: AtomicBool,
+    /// Shared with the plugin's `PluginCtx`, so that failures reported
+    /// while the plugin is still starting are not lost.
+    failed: Arc<AtomicBool>,
     /// Apps: queue of snapshot requests served by a worker thread.
     snapshot_tx: Mutex<Option<crossbeam_channel::Sender<Message>>>,
 }
@@ -35,11 +37,7 @@ impl RunningPlugin {
 
     /// Marks the plugin as failed; returns whether it was healthy before.
     pub fn mark_failed(&self, why: &str) -> bool {
-        let was = !self.failed.swap(true, Ordering::SeqCst);
-        if was {
-            log::error!("plugin '{}' failed and is no longer called: {why}", self.name);
-        }
-        was
+        mark_failed(&self.name, &self.failed, why)
     }
 
     /// Runs a plugin call; a panic marks the plugin failed.
@@ -59,6 +57,16 @@ impl RunningPlugin {
             }
         }
     }
+}
+
+/// Sets a plugin's failure flag; logs the first failure. Returns whether
+/// the plugin was healthy before.
+pub fn mark_failed(name: &str, flag: &AtomicBool, why: &str) -> bool {
+    let was = !flag.swap(true, Ordering::SeqCst);
+    if was {
+        log::error!("plugin '{name}' failed and is no longer called: {why}");
+    }
+    was
 }
 
 /// One outstanding snapshot: where its results go.
@@ -118,6 +126,7 @@ impl Snapshots {
 pub struct PluginCtx {
     pub name: String,
     pub bus: Arc<Bus>,
+    pub failed: Arc<AtomicBool>,
 }
 
 /// The bus core.
@@ -149,8 +158,8 @@ impl Bus {
         })
     }
 
-    fn services_for(self: &Arc<Self>, name: &str) -> HostServices_Ref {
-        let ctx = Box::leak(Box::new(PluginCtx { name: name.to_string(), bus: self.clone() }));
+    fn services_for(self: &Arc<Self>, name: &str, failed: Arc<AtomicBool>) -> HostServices_Ref {
+        let ctx = Box::leak(Box::new(PluginCtx { name: name.to_string(), bus: self.clone(), failed }));
         HostServices {
             abi_major: threatbus_plugin_api::abi::ABI_MAJOR,
             abi_minor: threatbus_plugin_api::abi::ABI_MINOR,
@@ -171,7 +180,8 @@ impl Bus {
     pub fn start_plugin(self: &Arc<Self>, plugin: &LoadedPlugin, config: &serde_json::Value) -> Result<(), String> {
         let name = plugin.decl.name.clone();
         let json = serde_json::to_string(config).expect("JSON values serialize");
-        let services = self.services_for(&name);
+        let failed = Arc::new(AtomicBool::new(false));
+        let services = self.services_for(&name, failed.clone());
         let entry = plugin.entry;
         // SAFETY: the declaration passed every loader check.
         let started = catch_unwind(AssertUnwindSafe(|| unsafe { entry(services, RStr::from_str(&json)) }))
@@ -186,7 +196,7 @@ impl Bus {
         let running = Arc::new(RunningPlugin {
             name: name.clone(),
             instance,
-            failed: AtomicBool::new(false),
+            failed,
             snapshot_tx: Mutex::new(None),
         });
         if plugin.decl.kind == PluginKind::BACKBONE {
@@ -211,12 +221,18 @@ impl Bus {
         Ok(())
     }
 
-    /// Subscribes the core's snapshot queue and starts the snapshot thread.
-    /// Call after the backbones started and before the apps start.
-    pub fn start_core(self: &Arc<Self>) -> Result<(), String> {
+    /// Subscribes the core's snapshot queue. Call after the backbones
+    /// started and before the apps start.
+    pub fn subscribe_core(&self) -> Result<(), String> {
         for topic in [data::TOPIC_SNAPSHOT_REQUEST, data::TOPIC_SNAPSHOT_ENVELOPE] {
             self.subscribe_backbones(topic, &self.snapshot_q)?;
         }
+        Ok(())
+    }
+
+    /// Starts the snapshot thread. Call once all apps are registered, so
+    /// that requests made while apps start reach every app.
+    pub fn start_snapshots(self: &Arc<Self>) -> Result<(), String> {
         let bus = self.clone();
         let h = std::thread::Builder::new()
             .name("snapshots".into())
@@ -317,17 +333,6 @@ impl Bus {
                     Err(e) => log::warn!("Received invalid snapshot envelope: {e}"),
                 },
                 _ => log::warn!("Received message with unknown type on snapshot topic: {msg:?}"),
-            }
-        }
-    }
-
-    /// Handles a failure report from a plugin thread.
-    pub fn report_failure(&self, name: &str, message: &str) {
-        for list in [&self.apps, &self.backbones] {
-            for p in list.read().unwrap_or_else(|e| e.into_inner()).iter() {
-                if p.name == name {
-                    p.mark_failed(message);
-                }
             }
         }
     }

@@ -158,10 +158,14 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
 
     let checked = loader::check_dir(&dir)?;
     let mut found = Vec::new();
+    let mut rejected = Vec::new();
     for c in checked {
         match c {
             Ok(p) => found.push(p),
-            Err(r) => log::warn!("{}", r.reason),
+            Err(r) => {
+                log::warn!("{}", r.reason);
+                rejected.push(r);
+            }
         }
     }
     let pick = |kind: PluginKind, wanted: &std::collections::BTreeMap<String, serde_json::Value>| {
@@ -179,14 +183,27 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
                     ))
                 }
                 None => {
+                    // A file that declares this name but was rejected says why.
+                    if let Some(r) = rejected.iter().find(|r| r.decl.as_ref().is_some_and(|d| &d.name == name)) {
+                        return Err(format!("config enables '{name}', but {} was rejected: {}", r.path.display(), r.reason));
+                    }
+                    let unreadable: Vec<String> = rejected
+                        .iter()
+                        .filter(|r| r.decl.is_none())
+                        .map(|r| format!("{} ({})", r.path.display(), r.reason))
+                        .collect();
                     let names: Vec<&str> = found.iter().map(|p| p.decl.name.as_str()).collect();
-                    return Err(format!(
+                    let mut msg = format!(
                         "config enables {} '{name}' but no loadable plugin named '{name}' is in {} (found: {}); install it (e.g. libthreatbus_{}_{name}.so) or remove plugins.{section}.{name}",
                         &section[..section.len() - 1],
                         dir.display(),
                         if names.is_empty() { "none".to_string() } else { names.join(", ") },
                         &section[..section.len() - 1],
-                    ));
+                    );
+                    if !unreadable.is_empty() {
+                        msg.push_str(&format!("; rejected files that may contain it: {}", unreadable.join("; ")));
+                    }
+                    return Err(msg);
                 }
             }
         }
@@ -209,10 +226,11 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
         for (p, conf) in &backbones {
             bus.start_plugin(p, conf)?;
         }
-        bus.start_core()?;
+        bus.subscribe_core()?;
         for (p, conf) in &apps {
             bus.start_plugin(p, conf)?;
         }
+        bus.start_snapshots()?;
         Ok::<(), String>(())
     })();
     if let Err(e) = started {

@@ -74,5 +74,5 @@ pub extern "C" fn log_max_level() -> u8 {
 
 pub extern "C" fn report_failure(p: *const c_void, message: RStr<'_>) {
     let c = ctx(p);
-    let _ = catch_unwind(AssertUnwindSafe(|| c.bus.report_failure(&c.name, message.as_str())));
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::bus::mark_failed(&c.name, &c.failed, message.as_str())));
 }

@@ -74,7 +74,7 @@ pub const FOREVER_MS: u64 = u64::MAX;
 #[sabi(missing_field(panic))]
 pub struct QueueVTable {
     /// Returns a new reference to the same queue.
-    pub clone: extern "C" fn(state: *const c_void) -> *const c_void,
+    pub retain: extern "C" fn(state: *const c_void) -> *const c_void,
     /// Releases one reference.
     pub release: extern "C" fn(state: *const c_void),
     /// Enqueues `msg`, waiting up to `timeout_ms` for space (BLOCK queues).
@@ -163,14 +163,14 @@ unsafe fn state<'a>(p: *const c_void) -> &'a QueueState {
     &*(p as *const QueueState)
 }
 
-extern "C" fn q_clone(p: *const c_void) -> *const c_void {
+extern "C" fn q_retain(p: *const c_void) -> *const c_void {
     // SAFETY: `p` came from Arc::into_raw in `Queue::bounded`.
     unsafe { Arc::increment_strong_count(p as *const QueueState) };
     p
 }
 
 extern "C" fn q_release(p: *const c_void) {
-    // SAFETY: balanced with `Arc::into_raw` / `q_clone`.
+    // SAFETY: balanced with `Arc::into_raw` / `q_retain`.
     unsafe { drop(Arc::from_raw(p as *const QueueState)) };
 }
 
@@ -266,7 +266,7 @@ fn vtable() -> QueueVTable_Ref {
     static VTABLE: OnceLock<QueueVTable_Ref> = OnceLock::new();
     *VTABLE.get_or_init(|| {
         QueueVTable {
-            clone: q_clone,
+            retain: q_retain,
             release: q_release,
             send: q_send,
             recv: q_recv,
@@ -432,7 +432,7 @@ impl Queue {
 
 impl Clone for Queue {
     fn clone(&self) -> Self {
-        Queue { state: (self.vtable.clone())(self.state), vtable: self.vtable }
+        Queue { state: (self.vtable.retain())(self.state), vtable: self.vtable }
     }
 }
 

@@ -110,7 +110,6 @@ fn thread_panic_is_contained() {
 /// registered the plugin (`Bus::report_failure` finds no plugin of that
 /// name), so this fails whenever the panic wins the race.
 #[test]
-#[ignore = "host bug: Bus::report_failure drops failures reported during plugin init"]
 fn thread_panic_during_init_is_contained() {
     let dir = standard_dir();
     let apps = json!({ "testapp": { "panic_in_thread_after_ms": 0 } });
