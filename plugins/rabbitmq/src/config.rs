@@ -302,7 +302,8 @@ mod tests {
 
     #[test]
     fn uri_carries_credentials_vhost_and_heartbeat() {
-        let c = parse(r#"{"host":"h","port":5,"username":"u@x","password":"p/ss:w","vhost":"v/1","heartbeat":7}"#).unwrap();
+        let c =
+            parse(r#"{"host":"h","port":5,"username":"u@x","password":"p/ss:w","vhost":"v/1","heartbeat":7}"#).unwrap();
         let u = c.uri();
         assert_eq!(u.authority.userinfo.password, "p/ss:w");
         assert_eq!(u.vhost, "v/1");

@@ -9,16 +9,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Connection};
-use threatbus_plugin_api::Message;
+use threatbus_plugin_api::{routing, Message};
 use tokio::sync::mpsc;
 
 use crate::util::{connect, connection_error, declare_topology, shutdown_requested, Backoff, Shutdown};
-use crate::{routing, Shared};
+use crate::Shared;
 
 /// A decoded delivery on its way to the provisioner thread.
 pub type Decoded = (Message, Acker);
@@ -61,10 +59,14 @@ pub async fn run(
             Ok(conn) => {
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 sessions += 1;
-                match session(&shared, &conn, &decoded, &mut acks, &mut shutdown, &mut backoff, &mut failures, sessions).await {
+                match session(&shared, &conn, &decoded, &mut acks, &mut shutdown, &mut backoff, &mut failures, sessions)
+                    .await
+                {
                     Ok(()) => break,
                     Err(e) => {
-                        let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(320, "reconnecting".into())).await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), conn.close(320, "reconnecting".into()))
+                                .await;
                         e
                     }
                 }
@@ -158,7 +160,7 @@ async fn session(
                 let _ = tokio::time::timeout(limit, ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await;
                 let _ = tokio::time::timeout(limit, ch.close(200, "OK".into())).await;
                 match tokio::time::timeout(limit, conn.close(200, "OK".into())).await {
-                    Ok(Ok(())) => log::debug!("RabbitMQ consumer: connection closed"),
+                    Ok(Ok(())) => log::info!("RabbitMQ consumer: connection closed"),
                     Ok(Err(e)) => log::debug!("RabbitMQ consumer: closing the connection: {e}"),
                     Err(_) => log::warn!("RabbitMQ consumer: the broker did not answer connection.close in time"),
                 }

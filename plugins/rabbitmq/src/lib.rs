@@ -44,25 +44,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use threatbus_plugin_api::routing::Subscriptions;
 use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
-// Names the shared routing module refers to as `crate::…` (see below).
-#[allow(unused_imports)]
-use threatbus_plugin_api::{Message, MessageKind, Overflow, SendError};
 
 pub mod config;
 mod consumer;
 mod publisher;
 mod util;
 
-// The subscription table shared with the inmem backbone lives in
-// plugin-api/src/routing.rs. Until plugin-api exports it (`pub mod
-// routing;`), it is compiled into this crate from the same file.
-#[allow(dead_code)]
-#[path = "../../../plugin-api/src/routing.rs"]
-pub(crate) mod routing;
-
 use config::Config;
-use routing::Subscriptions;
 
 /// Counters, logged at shutdown.
 #[derive(Default)]
@@ -122,7 +112,8 @@ fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
     {
         let (inq, shared) = (inq.clone(), shared.clone());
         threads.push(
-            spawn_thread(host, "rabbitmq-inq", move || publisher::forward_inq(inq, pub_tx, shared)).map_err(thread_err)?,
+            spawn_thread(host, "rabbitmq-inq", move || publisher::forward_inq(inq, pub_tx, shared))
+                .map_err(thread_err)?,
         );
     }
     {
@@ -141,8 +132,7 @@ fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
                     .build()
                     .expect("cannot build the tokio runtime of the rabbitmq backbone");
                 rt.block_on(async move {
-                    let publisher =
-                        tokio::spawn(publisher::run(shared.clone(), pub_rx, shutdown_rx.clone()));
+                    let publisher = tokio::spawn(publisher::run(shared.clone(), pub_rx, shutdown_rx.clone()));
                     let consumer = tokio::spawn(consumer::run(shared.clone(), deliver_tx, ack_rx, shutdown_rx));
                     for (what, task) in [("publisher", publisher), ("consumer", consumer)] {
                         if let Err(e) = task.await {

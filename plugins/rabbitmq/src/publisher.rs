@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use crate::util::{connect, connection_error, declare_topology, shutdown_requested, Backoff, Shutdown};
 use crate::Shared;
 
-
 /// Moves messages from the blocking `inq` into the runtime. Ends when `inq`
 /// is closed and drained, or when the publisher is gone (shutdown timeout);
 /// then it counts what it could not hand over.
@@ -119,6 +118,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
     };
     let mut backoff = Backoff::new(cfg.reconnect_delay(), cfg.reconnect_max_delay());
     let mut failures = 0u64;
+    let mut sessions = 0u64;
     let end = loop {
         if st.done() {
             break End::Done;
@@ -140,7 +140,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
                 failures += 1;
                 let delay = backoff.next_delay();
                 if failures == 1 {
-                    log::warn!("RabbitMQ publisher: connection failed to open: {e}; retrying every {delay:?} and later");
+                    log::warn!(
+                        "RabbitMQ publisher: connection failed to open: {e}; retrying every {delay:?} and later"
+                    );
                 } else {
                     log::debug!("RabbitMQ publisher: connection attempt {failures} failed: {e}; retrying in {delay:?}");
                 }
@@ -156,7 +158,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
             }
         };
         shared.stats.connects.fetch_add(1, Ordering::Relaxed);
-        let res = session(&shared, &conn, &mut st, &mut rx, &mut shutdown, &mut backoff, &mut failures).await;
+        sessions += 1;
+        let res = session(&shared, &conn, &mut st, &mut rx, &mut shutdown, &mut backoff, &mut failures, sessions).await;
         st.requeue_inflight();
         match res {
             Ok(end) => {
@@ -201,7 +204,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
 
 async fn close(conn: &Connection) {
     match tokio::time::timeout(Duration::from_secs(2), conn.close(200, "OK".into())).await {
-        Ok(Ok(())) => log::debug!("RabbitMQ publisher: connection closed"),
+        Ok(Ok(())) => log::info!("RabbitMQ publisher: connection closed"),
         Ok(Err(e)) => log::debug!("RabbitMQ publisher: closing the connection: {e}"),
         Err(_) => log::warn!("RabbitMQ publisher: the broker did not answer connection.close in time"),
     }
@@ -209,6 +212,7 @@ async fn close(conn: &Connection) {
 
 /// Publishes over one connection until the input is done, the deadline
 /// passes, or the connection fails.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     shared: &Shared,
     conn: &Connection,
@@ -217,6 +221,7 @@ async fn session(
     shutdown: &mut Shutdown,
     backoff: &mut Backoff,
     failures: &mut u64,
+    sessions: u64,
 ) -> lapin::Result<End> {
     let cfg = &shared.cfg;
     let mut events = Box::pin(conn.events_listener());
@@ -227,8 +232,8 @@ async fn session(
     // unroutable for this host while its consumer is still reconnecting.
     declare_topology(&ch, shared, !cfg.queue.exclusive).await?;
     backoff.reset();
-    if *failures > 0 || shared.stats.connects.load(Ordering::Relaxed) > 1 {
-        log::info!("RabbitMQ publisher: connected to {} after {} failed attempts", cfg.endpoint(), failures);
+    if *failures > 0 || sessions > 1 {
+        log::info!("RabbitMQ publisher: reconnected to {} after {} failed attempts", cfg.endpoint(), failures);
     } else {
         log::info!("RabbitMQ publisher: connected to {}", cfg.endpoint());
     }
@@ -238,7 +243,8 @@ async fn session(
         log::warn!("RabbitMQ publisher: publishing {again} unconfirmed messages again");
     }
 
-    let props = if cfg.persistent() { BasicProperties::default().with_delivery_mode(2) } else { BasicProperties::default() };
+    let props =
+        if cfg.persistent() { BasicProperties::default().with_delivery_mode(2) } else { BasicProperties::default() };
     let window = usize::from(cfg.max_unconfirmed);
     let mut confirms: FuturesUnordered<ConfirmFuture> = FuturesUnordered::new();
     let mut retry = Backoff::new(cfg.reconnect_delay(), cfg.reconnect_max_delay());
@@ -283,6 +289,7 @@ async fn session(
             }
         }
         if st.done() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ch.close(200, "OK".into())).await;
             return Ok(End::Done);
         }
         let can_take = !st.input_closed && st.pending.is_empty() && st.inflight.len() < window;
