@@ -45,7 +45,7 @@ impl std::fmt::Debug for LoadedPlugin {
 #[derive(Debug, Clone)]
 pub struct Rejection {
     pub path: PathBuf,
-    pub decl: Option<Declaration>,
+    pub decl: Option<Box<Declaration>>,
     pub reason: String,
 }
 
@@ -53,7 +53,7 @@ pub struct Rejection {
 pub type Checked = Result<LoadedPlugin, Rejection>;
 
 fn reject(path: &Path, decl: Option<Declaration>, reason: String) -> Rejection {
-    Rejection { path: path.to_path_buf(), decl, reason }
+    Rejection { path: path.to_path_buf(), decl: decl.map(Box::new), reason }
 }
 
 fn euid() -> u32 {

@@ -111,7 +111,7 @@ fn list_plugins(dir: &Path) -> ExitCode {
         match c {
             Ok(p) => println!("ok        {}  {}", describe(&p.decl), p.path.display()),
             Err(r) => {
-                let what = r.decl.as_ref().map(describe).unwrap_or_else(|| "-".into());
+                let what = r.decl.as_deref().map(describe).unwrap_or_else(|| "-".into());
                 println!("rejected  {what}  {}\n          reason: {}", r.path.display(), r.reason);
             }
         }
