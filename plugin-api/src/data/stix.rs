@@ -1,0 +1,1186 @@
+//! STIX 2.1 `indicator` and `sighting` objects: validation like
+//! `stix2.parse(..., allow_custom=True)` and canonical serialization like
+//! `stix2`'s `serialize()`.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use super::pattern;
+use super::pyjson;
+use super::timestamp::{Precision, Timestamp};
+use super::{DataError, MessageType, Operation, X_THREATBUS_INDICATOR, X_THREATBUS_UPDATE};
+
+// ---------------------------------------------------------------------------
+// Property tables
+// ---------------------------------------------------------------------------
+
+/// How a spec-defined property is validated.
+#[derive(Clone, Copy)]
+enum Kind {
+    Type,
+    SpecVersion,
+    Id,
+    Timestamp(Precision),
+    Str,
+    StrList,
+    /// A reference whose type must be one of these.
+    Ref(&'static [&'static str]),
+    /// A list of references whose types must be one of these.
+    RefList(&'static [&'static str]),
+    /// `sighting_of_ref`: any type that is not a known SCO or SRO.
+    SdoRef,
+    /// A boolean whose `false` value is the spec default and is omitted.
+    BoolDefaultFalse,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    KillChainPhases,
+    ExternalReferences,
+    GranularMarkings,
+    Extensions,
+}
+
+const IDENTITY: &[&str] = &["identity"];
+const MARKING: &[&str] = &["marking-definition"];
+
+/// Indicator properties in `stix2`'s spec order.
+const INDICATOR_PROPS: [(&str, Kind); 23] = [
+    ("type", Kind::Type),
+    ("spec_version", Kind::SpecVersion),
+    ("id", Kind::Id),
+    ("created_by_ref", Kind::Ref(IDENTITY)),
+    ("created", Kind::Timestamp(Precision::MillisecondMin)),
+    ("modified", Kind::Timestamp(Precision::MillisecondMin)),
+    ("name", Kind::Str),
+    ("description", Kind::Str),
+    ("indicator_types", Kind::StrList),
+    ("pattern", Kind::Str),
+    ("pattern_type", Kind::Str),
+    ("pattern_version", Kind::Str),
+    ("valid_from", Kind::Timestamp(Precision::Any)),
+    ("valid_until", Kind::Timestamp(Precision::Any)),
+    ("kill_chain_phases", Kind::KillChainPhases),
+    ("revoked", Kind::BoolDefaultFalse),
+    ("labels", Kind::StrList),
+    ("confidence", Kind::Int { min: i64::MIN, max: i64::MAX }),
+    ("lang", Kind::Str),
+    ("external_references", Kind::ExternalReferences),
+    ("object_marking_refs", Kind::RefList(MARKING)),
+    ("granular_markings", Kind::GranularMarkings),
+    ("extensions", Kind::Extensions),
+];
+
+fn indicator_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "type" => 0,
+        "spec_version" => 1,
+        "id" => 2,
+        "created_by_ref" => 3,
+        "created" => 4,
+        "modified" => 5,
+        "name" => 6,
+        "description" => 7,
+        "indicator_types" => 8,
+        "pattern" => 9,
+        "pattern_type" => 10,
+        "pattern_version" => 11,
+        "valid_from" => 12,
+        "valid_until" => 13,
+        "kill_chain_phases" => 14,
+        "revoked" => 15,
+        "labels" => 16,
+        "confidence" => 17,
+        "lang" => 18,
+        "external_references" => 19,
+        "object_marking_refs" => 20,
+        "granular_markings" => 21,
+        "extensions" => 22,
+        _ => return None,
+    })
+}
+
+/// Sighting properties in `stix2`'s spec order.
+const SIGHTING_PROPS: [(&str, Kind); 23] = [
+    ("type", Kind::Type),
+    ("spec_version", Kind::SpecVersion),
+    ("id", Kind::Id),
+    ("created_by_ref", Kind::Ref(IDENTITY)),
+    ("created", Kind::Timestamp(Precision::MillisecondMin)),
+    ("modified", Kind::Timestamp(Precision::MillisecondMin)),
+    ("description", Kind::Str),
+    ("first_seen", Kind::Timestamp(Precision::Any)),
+    ("last_seen", Kind::Timestamp(Precision::Any)),
+    ("count", Kind::Int { min: 0, max: 999_999_999 }),
+    ("sighting_of_ref", Kind::SdoRef),
+    ("observed_data_refs", Kind::RefList(&["observed-data"])),
+    ("where_sighted_refs", Kind::RefList(&["identity", "location"])),
+    ("summary", Kind::BoolDefaultFalse),
+    ("revoked", Kind::BoolDefaultFalse),
+    ("labels", Kind::StrList),
+    ("confidence", Kind::Int { min: i64::MIN, max: i64::MAX }),
+    ("lang", Kind::Str),
+    ("external_references", Kind::ExternalReferences),
+    ("object_marking_refs", Kind::RefList(MARKING)),
+    ("granular_markings", Kind::GranularMarkings),
+    ("extensions", Kind::Extensions),
+    // Padding so both tables have the same length; never matched.
+    ("", Kind::Extensions),
+];
+
+fn sighting_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "type" => 0,
+        "spec_version" => 1,
+        "id" => 2,
+        "created_by_ref" => 3,
+        "created" => 4,
+        "modified" => 5,
+        "description" => 6,
+        "first_seen" => 7,
+        "last_seen" => 8,
+        "count" => 9,
+        "sighting_of_ref" => 10,
+        "observed_data_refs" => 11,
+        "where_sighted_refs" => 12,
+        "summary" => 13,
+        "revoked" => 14,
+        "labels" => 15,
+        "confidence" => 16,
+        "lang" => 17,
+        "external_references" => 18,
+        "object_marking_refs" => 19,
+        "granular_markings" => 20,
+        "extensions" => 21,
+        _ => return None,
+    })
+}
+
+/// STIX 2.1 cyber-observable types known to `stix2` 3.0 (not valid targets
+/// of `sighting_of_ref`).
+const SCO_TYPES: &[&str] = &[
+    "artifact",
+    "autonomous-system",
+    "directory",
+    "domain-name",
+    "email-addr",
+    "email-message",
+    "file",
+    "ipv4-addr",
+    "ipv6-addr",
+    "mac-addr",
+    "mutex",
+    "network-traffic",
+    "process",
+    "software",
+    "url",
+    "user-account",
+    "windows-registry-key",
+    "x509-certificate",
+];
+
+/// The two STIX object classes Threat Bus handles.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ObjKind {
+    Indicator,
+    Sighting,
+}
+
+impl ObjKind {
+    fn name(self) -> &'static str {
+        match self {
+            ObjKind::Indicator => "indicator",
+            ObjKind::Sighting => "sighting",
+        }
+    }
+
+    fn index(self, key: &str) -> Option<usize> {
+        match self {
+            ObjKind::Indicator => indicator_index(key),
+            ObjKind::Sighting => sighting_index(key),
+        }
+    }
+
+    fn props(self) -> &'static [(&'static str, Kind); 23] {
+        match self {
+            ObjKind::Indicator => &INDICATOR_PROPS,
+            ObjKind::Sighting => &SIGHTING_PROPS,
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            ObjKind::Indicator => &["type", "id", "created", "modified", "pattern", "pattern_type", "valid_from"],
+            ObjKind::Sighting => &["type", "id", "created", "modified", "sighting_of_ref"],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation helpers
+// ---------------------------------------------------------------------------
+
+/// Checks the canonical 8-4-4-4-12 hex layout and the RFC 4122 variant
+/// (the version nibble is not checked, as in `stix2`).
+fn is_rfc4122_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return false;
+    }
+    for (i, &c) in b.iter().enumerate() {
+        let ok = match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    matches!(b[19], b'8' | b'9' | b'a' | b'b' | b'A' | b'B')
+}
+
+/// Splits a STIX identifier into (type, uuid) if well-formed.
+fn split_id(id: &str) -> Option<(&str, &str)> {
+    let (ty, uuid) = id.split_once("--")?;
+    (!ty.is_empty() && is_rfc4122_uuid(uuid)).then_some((ty, uuid))
+}
+
+fn invalid(kind: ObjKind, prop: &str, why: impl std::fmt::Display) -> DataError {
+    DataError::invalid_property(format!("{}: invalid value for '{prop}': {why}", kind.name()))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn expect_str<'v>(kind: ObjKind, prop: &str, v: &'v Value) -> Result<&'v str, DataError> {
+    v.as_str().ok_or_else(|| invalid(kind, prop, format_args!("expected a string, found {}", type_name(v))))
+}
+
+fn check_ref(kind: ObjKind, prop: &str, v: &Value, allowed: Option<&[&str]>) -> Result<(), DataError> {
+    let s = expect_str(kind, prop, v)?;
+    let Some((ty, _)) = split_id(s) else {
+        return Err(invalid(
+            kind,
+            prop,
+            format_args!("'{s}' is not a STIX identifier '<object-type>--<RFC 4122 UUID>'"),
+        ));
+    };
+    match allowed {
+        Some(types) => {
+            if !types.contains(&ty) {
+                return Err(invalid(kind, prop, format_args!("'{s}' must reference one of: {}", types.join(", "))));
+            }
+        }
+        None => {
+            if SCO_TYPES.contains(&ty) || ty == "relationship" || ty == "sighting" {
+                return Err(invalid(
+                    kind,
+                    prop,
+                    format_args!(
+                        "'{s}' must reference a STIX domain object, not a cyber observable or relationship ('{ty}')"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates one spec property in place; returns its timestamp if it is one.
+fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<Option<Timestamp>, DataError> {
+    match k {
+        Kind::Type => {
+            let s = expect_str(kind, prop, v)?;
+            if s != kind.name() {
+                return Err(invalid(kind, prop, format_args!("expected '{}', found '{s}'", kind.name())));
+            }
+        }
+        Kind::SpecVersion => {
+            let s = expect_str(kind, prop, v)?;
+            if s != "2.1" {
+                return Err(invalid(kind, prop, format_args!("expected '2.1', found '{s}'")));
+            }
+        }
+        Kind::Id => {
+            let s = expect_str(kind, prop, v)?;
+            let ok = s.strip_prefix(kind.name()).and_then(|r| r.strip_prefix("--")).is_some_and(is_rfc4122_uuid);
+            if !ok {
+                return Err(DataError::invalid_property(format!(
+                    "{}: invalid id '{s}': expected '{}--<RFC 4122 UUID>'",
+                    kind.name(),
+                    kind.name()
+                )));
+            }
+        }
+        Kind::Timestamp(precision) => {
+            let s = expect_str(kind, prop, v)?;
+            let Some(ts) = Timestamp::parse(s) else {
+                return Err(invalid(
+                    kind,
+                    prop,
+                    format_args!("'{s}' is not a timestamp of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z"),
+                ));
+            };
+            let formatted = ts.format(precision);
+            if formatted.as_str() != s {
+                *v = Value::String(formatted.as_str().to_string());
+            }
+            return Ok(Some(ts));
+        }
+        Kind::Str => {
+            expect_str(kind, prop, v)?;
+        }
+        Kind::StrList => {
+            if v.is_string() {
+                // stix2's ListProperty wraps a single string into a list.
+                let s = std::mem::take(v);
+                *v = Value::Array(vec![s]);
+            }
+            let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+            if !ok {
+                return Err(invalid(kind, prop, "expected a list of strings"));
+            }
+        }
+        Kind::Ref(types) => check_ref(kind, prop, v, Some(types))?,
+        Kind::SdoRef => check_ref(kind, prop, v, None)?,
+        Kind::RefList(types) => {
+            if v.is_string() {
+                let s = std::mem::take(v);
+                *v = Value::Array(vec![s]);
+            }
+            let Some(items) = v.as_array() else {
+                return Err(invalid(kind, prop, "expected a list of identifiers"));
+            };
+            for item in items {
+                check_ref(kind, prop, item, Some(types))?;
+            }
+        }
+        Kind::BoolDefaultFalse => {
+            if !v.is_boolean() {
+                return Err(invalid(kind, prop, format_args!("expected a boolean, found {}", type_name(v))));
+            }
+        }
+        Kind::Int { min, max } => {
+            let Some(n) = v.as_i64() else {
+                return Err(invalid(kind, prop, format_args!("expected an integer, found {v}")));
+            };
+            if n < min || n > max {
+                return Err(invalid(kind, prop, format_args!("{n} is not within {min}..={max}")));
+            }
+        }
+        Kind::KillChainPhases => {
+            let ok = v.as_array().is_some_and(|a| {
+                a.iter().all(|p| {
+                    p.get("kill_chain_name").is_some_and(Value::is_string)
+                        && p.get("phase_name").is_some_and(Value::is_string)
+                })
+            });
+            if !ok {
+                return Err(invalid(
+                    kind,
+                    prop,
+                    "expected a list of objects with string 'kill_chain_name' and 'phase_name'",
+                ));
+            }
+        }
+        Kind::ExternalReferences => {
+            let ok = v.as_array().is_some_and(|a| a.iter().all(|r| r.get("source_name").is_some_and(Value::is_string)));
+            if !ok {
+                return Err(invalid(kind, prop, "expected a list of objects with a string 'source_name'"));
+            }
+        }
+        Kind::GranularMarkings => {
+            // Checked in `check_granular_markings` (needs the whole object).
+        }
+        Kind::Extensions => {
+            let Some(exts) = v.as_object() else {
+                return Err(invalid(kind, prop, format_args!("expected an object, found {}", type_name(v))));
+            };
+            for (name, ext) in exts {
+                if !ext.is_object() {
+                    return Err(invalid(kind, prop, format_args!("extension '{name}' must be an object")));
+                }
+                if let Some(uuid) = name.strip_prefix("extension-definition--") {
+                    if !is_rfc4122_uuid(uuid) {
+                        return Err(invalid(
+                            kind,
+                            prop,
+                            format_args!("'{name}' is not 'extension-definition--<RFC 4122 UUID>'"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `stix2`'s selector syntax:
+/// `^([a-z0-9_-]{3,250}(\.(\[\d+\]|[a-z0-9_-]{1,250}))*|id)$`.
+fn selector_syntax_ok(selector: &str) -> bool {
+    fn name_ok(p: &str, min: usize) -> bool {
+        (min..=250).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    }
+    if selector == "id" {
+        return true;
+    }
+    let mut parts = selector.split('.');
+    if !parts.next().is_some_and(|p| name_ok(p, 3)) {
+        return false;
+    }
+    parts.all(|p| {
+        name_ok(p, 1)
+            || p.strip_prefix('[')
+                .and_then(|p| p.strip_suffix(']'))
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Python truthiness of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Whether a granular-marking selector (`"description"`, `"labels.[1]"`,
+/// `"x_custom.key"`) matches a non-empty value, as `stix2.markings.utils`
+/// walks objects: into JSON objects and list items that are JSON objects,
+/// but not into the items of `external_references`, `kill_chain_phases` and
+/// `granular_markings` (STIX sub-objects there); a list item's index is the
+/// index of its first equal item.
+fn selector_resolves(map: &Map<String, Value>, selector: &str) -> bool {
+    if !selector_syntax_ok(selector) {
+        return false;
+    }
+    let mut parts = selector.split('.');
+    let Some(first) = parts.next() else { return false };
+    let Some(mut cur) = map.get(first) else {
+        return false;
+    };
+    let opaque_items = matches!(first, "external_references" | "kill_chain_phases" | "granular_markings");
+    let mut descend = true;
+    for part in parts {
+        if !descend {
+            return false;
+        }
+        let next = match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            Some(idx) => {
+                let Some(items) = cur.as_array() else { return false };
+                let Some(i) = idx.parse::<usize>().ok() else { return false };
+                let Some(item) = items.get(i) else { return false };
+                if items.iter().position(|x| x == item) != Some(i) {
+                    return false;
+                }
+                descend = item.is_object() && !opaque_items;
+                Some(item)
+            }
+            None => cur.as_object().and_then(|o| o.get(part)),
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return false,
+        }
+    }
+    truthy(cur)
+}
+
+/// `granular_markings`: objects with a non-empty `selectors` list of
+/// selectors that match the object, and `marking_ref` (a marking-definition
+/// id) and/or `lang`.
+fn check_granular_markings(kind: ObjKind, map: &Map<String, Value>, markings: &Value) -> Result<(), DataError> {
+    const PROP: &str = "granular_markings";
+    let Some(items) = markings.as_array() else {
+        return Err(invalid(kind, PROP, "expected a list of objects"));
+    };
+    for m in items {
+        let Some(m) = m.as_object() else {
+            return Err(invalid(kind, PROP, "expected a list of objects"));
+        };
+        let selectors = m.get("selectors").and_then(Value::as_array).filter(|s| !s.is_empty());
+        let Some(selectors) = selectors else {
+            return Err(invalid(kind, PROP, "each marking needs a non-empty 'selectors' list"));
+        };
+        for sel in selectors {
+            let ok = sel.as_str().is_some_and(|sel| selector_resolves(map, sel));
+            if !ok {
+                return Err(invalid(kind, PROP, format_args!("selector {sel} does not match a property")));
+            }
+        }
+        let marking_ref = m.get("marking_ref");
+        let lang = m.get("lang");
+        if let Some(r) = marking_ref {
+            check_ref(kind, PROP, r, Some(MARKING))?;
+        }
+        if let Some(l) = lang {
+            expect_str(kind, PROP, l)?;
+        }
+        if marking_ref.is_none() && lang.is_none() {
+            return Err(invalid(kind, PROP, "each marking needs 'marking_ref' or 'lang'"));
+        }
+    }
+    Ok(())
+}
+
+/// Validates and normalises a STIX object in place (see [`Indicator`] for
+/// the rules). `map["type"]` must already equal `kind.name()`.
+pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Result<(), DataError> {
+    let props = kind.props();
+    let mut stamps: [Option<Timestamp>; 2] = [None, None];
+    let mut drop_revoked = false;
+    let mut drop_summary = false;
+    let mut has_empty = false;
+    // Bit i set: spec property i is present with a non-empty value.
+    let mut present: u32 = 0;
+    for (key, value) in map.iter_mut() {
+        let index = kind.index(key);
+        // Custom property names are checked even for values stix2 drops.
+        if index.is_none() && !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+            return Err(DataError::invalid_property(format!(
+                "{}: invalid custom property name '{key}': must begin with a lowercase letter a-z",
+                kind.name()
+            )));
+        }
+        // stix2 drops properties whose value is None or [] (but chokes on a
+        // null spec_version).
+        if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
+            if key == "spec_version" {
+                return Err(invalid(kind, key, format_args!("expected '2.1', found {value}")));
+            }
+            has_empty = true;
+            continue;
+        }
+        let Some(i) = index else { continue };
+        present |= 1 << i;
+        let (name, k) = props[i];
+        let ts = check_property(kind, name, k, value)?;
+        match (kind, name) {
+            (ObjKind::Indicator, "valid_from") | (ObjKind::Sighting, "first_seen") => stamps[0] = ts,
+            (ObjKind::Indicator, "valid_until") | (ObjKind::Sighting, "last_seen") => stamps[1] = ts,
+            (_, "revoked") => drop_revoked = value == &Value::Bool(false),
+            (_, "summary") => drop_summary = value == &Value::Bool(false),
+            _ => {}
+        }
+    }
+    if has_empty {
+        map.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
+    }
+    let has = |name: &str| kind.index(name).is_some_and(|i| present & (1 << i) != 0);
+    for req in kind.required() {
+        if !has(req) {
+            return Err(DataError::missing_property(format!("{}: missing required property '{req}'", kind.name())));
+        }
+    }
+    if !has("spec_version") {
+        map.insert("spec_version".to_string(), Value::String("2.1".to_string()));
+    }
+    if has("granular_markings") {
+        if let Some(markings) = map.get("granular_markings") {
+            check_granular_markings(kind, map, markings)?;
+        }
+    }
+    if drop_revoked {
+        map.remove("revoked");
+    }
+    if drop_summary {
+        map.remove("summary");
+    }
+    match kind {
+        ObjKind::Indicator => {
+            if let [Some(from), Some(until)] = stamps {
+                if until <= from {
+                    return Err(DataError::invalid_property(
+                        "indicator: 'valid_until' must be later than 'valid_from'".to_string(),
+                    ));
+                }
+            }
+            let is_stix = map.get("pattern_type").and_then(Value::as_str) == Some("stix");
+            if is_stix {
+                let needs_version =
+                    !has("pattern_version") || map.get("pattern_version").and_then(Value::as_str) == Some("");
+                if needs_version {
+                    map.insert("pattern_version".to_string(), Value::String("2.1".to_string()));
+                }
+                let pattern = map.get("pattern").and_then(Value::as_str).unwrap_or("");
+                if let Err(e) = pattern::validate(pattern) {
+                    return Err(DataError::invalid_pattern(e));
+                }
+            }
+        }
+        ObjKind::Sighting => {
+            if let [Some(first), Some(last)] = stamps {
+                if last < first {
+                    return Err(DataError::invalid_property(
+                        "sighting: 'last_seen' must be later than or equal to 'first_seen'".to_string(),
+                    ));
+                }
+            }
+            // A nested indicator (vast-threatbus retro matches) is normalised
+            // best-effort, like the Python envelope decoder does.
+            if let Some(Value::Object(inner)) = map.get_mut(X_THREATBUS_INDICATOR) {
+                if inner.get("type").and_then(Value::as_str) == Some("indicator") {
+                    let mut copy = inner.clone();
+                    if validate_object(ObjKind::Indicator, &mut copy).is_ok() {
+                        *inner = copy;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Canonical serialization
+// ---------------------------------------------------------------------------
+
+/// Serializes a STIX object map in `stix2` order: spec properties in spec
+/// order, then custom properties sorted by name.
+pub(crate) struct Canonical<'a> {
+    pub(crate) kind: ObjKind,
+    pub(crate) map: &'a Map<String, Value>,
+}
+
+/// A property value; a nested STIX indicator under `x_threatbus_indicator`
+/// is written in canonical indicator order.
+struct PropValue<'a> {
+    key: &'a str,
+    value: &'a Value,
+}
+
+impl Serialize for PropValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.key == X_THREATBUS_INDICATOR {
+            if let Value::Object(inner) = self.value {
+                if inner.get("type").and_then(Value::as_str) == Some("indicator") {
+                    return Canonical { kind: ObjKind::Indicator, map: inner }.serialize(s);
+                }
+            }
+        }
+        self.value.serialize(s)
+    }
+}
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut slots: [Option<(&String, &Value)>; 23] = [None; 23];
+        for (k, v) in self.map {
+            if let Some(i) = self.kind.index(k) {
+                slots[i] = Some((k, v));
+            }
+        }
+        let mut m = s.serialize_map(Some(self.map.len()))?;
+        for (k, v) in slots.iter().flatten() {
+            m.serialize_entry(k, &PropValue { key: k, value: v })?;
+        }
+        for (k, v) in self.map {
+            if self.kind.index(k).is_none() {
+                m.serialize_entry(k, &PropValue { key: k, value: v })?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl Canonical<'_> {
+    /// Writes the canonical JSON (same bytes as serializing `self` with
+    /// [`pyjson::PyFormatter`], without going through serde).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        let mut slots: [Option<(&String, &Value)>; 23] = [None; 23];
+        let mut n_spec = 0;
+        for (k, v) in self.map {
+            if let Some(i) = self.kind.index(k) {
+                slots[i] = Some((k, v));
+                n_spec += 1;
+            }
+        }
+        out.push(b'{');
+        let mut first = true;
+        let mut entry = |out: &mut Vec<u8>, k: &str, v: &Value| {
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            first = false;
+            pyjson::write_str(out, k);
+            out.extend_from_slice(b": ");
+            match v {
+                Value::Object(inner)
+                    if k == X_THREATBUS_INDICATOR && inner.get("type").and_then(Value::as_str) == Some("indicator") =>
+                {
+                    Canonical { kind: ObjKind::Indicator, map: inner }.write(out)
+                }
+                _ => pyjson::write_value(out, v),
+            }
+        };
+        for (k, v) in slots.iter().flatten() {
+            entry(out, k, v);
+        }
+        if n_spec < self.map.len() {
+            for (k, v) in self.map {
+                if self.kind.index(k).is_none() {
+                    entry(out, k, v);
+                }
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+fn canonical_json(kind: ObjKind, map: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(384);
+    Canonical { kind, map }.write(&mut out);
+    pyjson::into_string(out)
+}
+
+fn new_id(kind: ObjKind) -> String {
+    format!("{}--{}", kind.name(), uuid::Uuid::new_v4())
+}
+
+fn parse_object(kind: ObjKind, json: &str) -> Result<Map<String, Value>, DataError> {
+    let value: Value = serde_json::from_str(json).map_err(DataError::json)?;
+    object_from_value(kind, value)
+}
+
+fn object_from_value(kind: ObjKind, value: Value) -> Result<Map<String, Value>, DataError> {
+    let Value::Object(mut map) = value else {
+        return Err(DataError::invalid_property(format!(
+            "{}: expected a JSON object, found {}",
+            kind.name(),
+            type_name(&value)
+        )));
+    };
+    match map.get("type") {
+        None => return Err(DataError::missing_property(format!("{}: missing required property 'type'", kind.name()))),
+        Some(Value::String(t)) if t == kind.name() => {}
+        Some(other) => {
+            return Err(DataError::unsupported_type(format!(
+                "expected a STIX object of type '{}', found type {other}",
+                kind.name()
+            )))
+        }
+    }
+    validate_object(kind, &mut map)?;
+    Ok(map)
+}
+
+// ---------------------------------------------------------------------------
+// Indicator
+// ---------------------------------------------------------------------------
+
+/// A validated STIX 2.1 Indicator.
+///
+/// Holds the object as a JSON map. Parsing validates like
+/// `stix2.parse(json, allow_custom=True)` and normalises the object the way
+/// `stix2` would re-serialize it:
+/// * required: `type`, `id`, `created`, `modified`, `pattern`,
+///   `pattern_type`, `valid_from`; `spec_version` defaults to `"2.1"` (and
+///   must be `"2.1"` if given);
+/// * `id` must be `indicator--<RFC 4122 UUID>`; references must be STIX
+///   identifiers of the allowed types;
+/// * timestamps must be UTC (`...Z`) and are re-formatted as `stix2` prints
+///   them;
+/// * `valid_until` must be later than `valid_from`;
+/// * if `pattern_type` is `"stix"`, `pattern_version` defaults to `"2.1"` and
+///   the pattern must pass [`pattern::validate`]; other pattern types are
+///   not checked;
+/// * properties whose value is `null` or `[]`, and `revoked: false`, are
+///   dropped; a single string given for a list of strings is wrapped in a
+///   list;
+/// * custom property names must begin with a lowercase letter.
+///
+/// [`to_json`](Self::to_json) emits the canonical form (see
+/// [`Stix2Object::to_json`](super::Stix2Object::to_json)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indicator {
+    map: Map<String, Value>,
+}
+
+impl Indicator {
+    /// Parses and validates a JSON indicator.
+    pub fn parse(json: &str) -> Result<Self, DataError> {
+        Ok(Indicator { map: parse_object(ObjKind::Indicator, json)? })
+    }
+
+    /// Validates an indicator given as a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, DataError> {
+        Ok(Indicator { map: object_from_value(ObjKind::Indicator, value)? })
+    }
+
+    /// Creates a new indicator like `stix2.Indicator(pattern=...,
+    /// pattern_type=...)`: a fresh `indicator--<uuid4>` id, `created`,
+    /// `modified` and `valid_from` set to now, `spec_version` `"2.1"`, and
+    /// `pattern_version` `"2.1"` if `pattern_type` is `"stix"` (in which case
+    /// the pattern is validated).
+    pub fn new(pattern: &str, pattern_type: &str) -> Result<Self, DataError> {
+        let now = Timestamp::now();
+        let mut map = Map::new();
+        map.insert("type".into(), "indicator".into());
+        map.insert("spec_version".into(), "2.1".into());
+        map.insert("id".into(), new_id(ObjKind::Indicator).into());
+        map.insert("created".into(), now.format(Precision::MillisecondMin).as_str().into());
+        map.insert("modified".into(), now.format(Precision::MillisecondMin).as_str().into());
+        map.insert("pattern".into(), pattern.into());
+        map.insert("pattern_type".into(), pattern_type.into());
+        map.insert("valid_from".into(), now.format(Precision::Any).as_str().into());
+        validate_object(ObjKind::Indicator, &mut map)?;
+        Ok(Indicator { map })
+    }
+
+    /// The `id` (`indicator--<uuid>`).
+    pub fn id(&self) -> &str {
+        self.str_prop("id")
+    }
+
+    /// The `pattern`.
+    pub fn pattern(&self) -> &str {
+        self.str_prop("pattern")
+    }
+
+    /// The `pattern_type` (`stix`, `suricata`, `snort`, `sigma`, ...).
+    pub fn pattern_type(&self) -> &str {
+        self.str_prop("pattern_type")
+    }
+
+    /// The Threat Bus update operation (`x_threatbus_update`): `None` for a
+    /// new indicator, `Some(Edit)` or `Some(Remove)` otherwise. Unknown values
+    /// are treated as absent.
+    pub fn update(&self) -> Option<Operation> {
+        match self.map.get(X_THREATBUS_UPDATE)?.as_str()? {
+            "EDIT" => Some(Operation::Edit),
+            "REMOVE" => Some(Operation::Remove),
+            _ => None,
+        }
+    }
+
+    /// Sets a custom property (e.g. [`X_THREATBUS_UPDATE`]). A `null` or
+    /// empty-list value removes the property (as `stix2` drops those). Spec
+    /// property names and names not starting with a lowercase letter are
+    /// refused with a logged warning, since they would bypass validation.
+    pub fn set_custom(&mut self, key: &str, value: Value) {
+        set_custom(ObjKind::Indicator, &mut self.map, key, value);
+    }
+
+    /// Any property's value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    /// The validated property map (sorted by key, not in canonical order).
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// Canonical JSON, byte-compatible with python `stix2`'s `serialize()`.
+    pub fn to_json(&self) -> String {
+        canonical_json(ObjKind::Indicator, &self.map)
+    }
+
+    /// The object as a JSON value (keys sorted, not in canonical order; use
+    /// [`to_json`](Self::to_json) for wire output).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.map.clone())
+    }
+
+    fn str_prop(&self, key: &str) -> &str {
+        self.map.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+impl Serialize for Indicator {
+    /// Serializes in canonical property order.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Canonical { kind: ObjKind::Indicator, map: &self.map }.serialize(s)
+    }
+}
+
+fn set_custom(kind: ObjKind, map: &mut Map<String, Value>, key: &str, value: Value) {
+    if kind.index(key).is_some() || !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+        log::warn!(
+            "refusing to set '{key}' as a custom property of a STIX {}: not a valid custom property name",
+            kind.name()
+        );
+        return;
+    }
+    if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
+        map.remove(key);
+    } else {
+        map.insert(key.to_string(), value);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sighting
+// ---------------------------------------------------------------------------
+
+/// A validated STIX 2.1 Sighting.
+///
+/// Validation and normalisation follow the same rules as [`Indicator`], with
+/// required properties `type`, `id`, `created`, `modified`,
+/// `sighting_of_ref`; `sighting_of_ref` must reference a STIX domain object
+/// (any type except the STIX cyber observables such as `ipv4-addr` and the
+/// relationship types `relationship` / `sighting`, as `stix2` with
+/// `allow_custom=True`); `count` must be in `0..=999999999`; `last_seen` must
+/// not be earlier than `first_seen`; `summary: false` is dropped too.
+///
+/// A nested STIX indicator in `x_threatbus_indicator` is normalised
+/// best-effort and emitted in canonical indicator order; other nested objects
+/// (e.g. `x_threatbus_sighting_context`) are emitted with their keys sorted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    map: Map<String, Value>,
+}
+
+impl Sighting {
+    /// Parses and validates a JSON sighting.
+    pub fn parse(json: &str) -> Result<Self, DataError> {
+        Ok(Sighting { map: parse_object(ObjKind::Sighting, json)? })
+    }
+
+    /// Validates a sighting given as a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, DataError> {
+        Ok(Sighting { map: object_from_value(ObjKind::Sighting, value)? })
+    }
+
+    /// Creates a new sighting of `sighting_of_ref` like
+    /// `stix2.Sighting(sighting_of_ref=...)`: a fresh `sighting--<uuid4>` id,
+    /// `created` and `modified` set to now, `spec_version` `"2.1"`.
+    pub fn new(sighting_of_ref: &str) -> Result<Self, DataError> {
+        let now = Timestamp::now().format(Precision::MillisecondMin);
+        let mut map = Map::new();
+        map.insert("type".into(), "sighting".into());
+        map.insert("spec_version".into(), "2.1".into());
+        map.insert("id".into(), new_id(ObjKind::Sighting).into());
+        map.insert("created".into(), now.as_str().into());
+        map.insert("modified".into(), now.as_str().into());
+        map.insert("sighting_of_ref".into(), sighting_of_ref.into());
+        validate_object(ObjKind::Sighting, &mut map)?;
+        Ok(Sighting { map })
+    }
+
+    /// The `id` (`sighting--<uuid>`).
+    pub fn id(&self) -> &str {
+        self.map.get("id").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The id of the sighted object (usually an indicator).
+    pub fn sighting_of_ref(&self) -> &str {
+        self.map.get("sighting_of_ref").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// Sets `last_seen` (printed with microsecond precision at most,
+    /// fractional seconds only if non-zero).
+    pub fn set_last_seen(&mut self, last_seen: chrono::DateTime<chrono::Utc>) {
+        let ts = Timestamp::from_datetime(last_seen).format(Precision::Any);
+        self.map.insert("last_seen".into(), ts.as_str().into());
+    }
+
+    /// Sets a custom property (e.g. [`X_THREATBUS_SIGHTING_CONTEXT`]); see
+    /// [`Indicator::set_custom`].
+    ///
+    /// [`X_THREATBUS_SIGHTING_CONTEXT`]: super::X_THREATBUS_SIGHTING_CONTEXT
+    pub fn set_custom(&mut self, key: &str, value: Value) {
+        set_custom(ObjKind::Sighting, &mut self.map, key, value);
+    }
+
+    /// Any property's value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    /// The validated property map (sorted by key, not in canonical order).
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// Canonical JSON, byte-compatible with python `stix2`'s `serialize()`.
+    pub fn to_json(&self) -> String {
+        canonical_json(ObjKind::Sighting, &self.map)
+    }
+
+    /// The object as a JSON value (keys sorted, not in canonical order; use
+    /// [`to_json`](Self::to_json) for wire output).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.map.clone())
+    }
+}
+
+impl Serialize for Sighting {
+    /// Serializes in canonical property order.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Canonical { kind: ObjKind::Sighting, map: &self.map }.serialize(s)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stix2Object
+// ---------------------------------------------------------------------------
+
+/// A STIX 2.1 object Threat Bus transports: an indicator or a sighting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stix2Object {
+    /// An `indicator`.
+    Indicator(Indicator),
+    /// A `sighting`.
+    Sighting(Sighting),
+}
+
+impl Stix2Object {
+    /// Validates a STIX object given as a JSON value (see [`parse_stix2`]).
+    pub fn from_value(value: Value) -> Result<Self, DataError> {
+        let Value::Object(mut map) = value else {
+            return Err(DataError::invalid_property(format!(
+                "invalid STIX object: expected a JSON object, found {}",
+                type_name(&value)
+            )));
+        };
+        let kind = match map.get("type") {
+            None => {
+                return Err(DataError::missing_property(
+                    "invalid STIX object: missing required property 'type'".to_string(),
+                ))
+            }
+            Some(Value::String(t)) if t == "indicator" => ObjKind::Indicator,
+            Some(Value::String(t)) if t == "sighting" => ObjKind::Sighting,
+            Some(Value::String(t)) => {
+                return Err(DataError::unsupported_type(format!(
+                    "unsupported STIX object type '{t}': expected 'indicator' or 'sighting'"
+                )))
+            }
+            Some(other) => {
+                return Err(DataError::unsupported_type(format!(
+                    "invalid STIX object: 'type' must be a string, found {other}"
+                )))
+            }
+        };
+        validate_object(kind, &mut map)?;
+        Ok(match kind {
+            ObjKind::Indicator => Stix2Object::Indicator(Indicator { map }),
+            ObjKind::Sighting => Stix2Object::Sighting(Sighting { map }),
+        })
+    }
+
+    /// The Threat Bus message type (`Indicator` or `Sighting`).
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Stix2Object::Indicator(_) => MessageType::Indicator,
+            Stix2Object::Sighting(_) => MessageType::Sighting,
+        }
+    }
+
+    /// The Threat Bus topic: `"stix2/" + type`.
+    pub fn topic(&self) -> &'static str {
+        self.message_type().topic()
+    }
+
+    /// The object's `id`.
+    pub fn id(&self) -> &str {
+        match self {
+            Stix2Object::Indicator(i) => i.id(),
+            Stix2Object::Sighting(s) => s.id(),
+        }
+    }
+
+    /// Canonical JSON, byte-compatible with python `stix2`'s `serialize()`:
+    /// `", "` / `": "` separators, non-ASCII escaped, spec properties in the
+    /// `stix2` class order, then custom properties sorted by name. Nested
+    /// objects of custom properties are emitted with sorted keys (the map
+    /// type does not keep insertion order), except a nested STIX indicator in
+    /// `x_threatbus_indicator`, which is emitted in canonical order.
+    pub fn to_json(&self) -> String {
+        match self {
+            Stix2Object::Indicator(i) => i.to_json(),
+            Stix2Object::Sighting(s) => s.to_json(),
+        }
+    }
+
+    /// The indicator, if this is one.
+    pub fn as_indicator(&self) -> Option<&Indicator> {
+        match self {
+            Stix2Object::Indicator(i) => Some(i),
+            Stix2Object::Sighting(_) => None,
+        }
+    }
+
+    /// The sighting, if this is one.
+    pub fn as_sighting(&self) -> Option<&Sighting> {
+        match self {
+            Stix2Object::Sighting(s) => Some(s),
+            Stix2Object::Indicator(_) => None,
+        }
+    }
+
+    pub(crate) fn canonical(&self) -> Canonical<'_> {
+        match self {
+            Stix2Object::Indicator(i) => Canonical { kind: ObjKind::Indicator, map: &i.map },
+            Stix2Object::Sighting(s) => Canonical { kind: ObjKind::Sighting, map: &s.map },
+        }
+    }
+}
+
+impl Serialize for Stix2Object {
+    /// Serializes in canonical property order.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.canonical().serialize(s)
+    }
+}
+
+impl From<Indicator> for Stix2Object {
+    fn from(i: Indicator) -> Self {
+        Stix2Object::Indicator(i)
+    }
+}
+
+impl From<Sighting> for Stix2Object {
+    fn from(s: Sighting) -> Self {
+        Stix2Object::Sighting(s)
+    }
+}
+
+/// Parses and validates a STIX 2.1 indicator or sighting from JSON, like
+/// `stix2.parse(json, allow_custom=True)` restricted to the two types Threat
+/// Bus transports. Any other `type` is an error naming the type.
+pub fn parse_stix2(json: &str) -> Result<Stix2Object, DataError> {
+    let value: Value = serde_json::from_str(json).map_err(DataError::json)?;
+    Stix2Object::from_value(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_tables_match_index_functions() {
+        for (i, (name, _)) in INDICATOR_PROPS.iter().enumerate() {
+            assert_eq!(indicator_index(name), Some(i), "{name}");
+        }
+        for (i, (name, _)) in SIGHTING_PROPS.iter().enumerate().take(22) {
+            assert_eq!(sighting_index(name), Some(i), "{name}");
+        }
+        assert_eq!(sighting_index(""), None);
+    }
+
+    #[test]
+    fn uuid_layout_and_variant() {
+        assert!(is_rfc4122_uuid("42d31a5b-2da0-4bdd-9823-1723a98fc2fb"));
+        assert!(is_rfc4122_uuid("42D31A5B-2DA0-1BDD-B823-1723A98FC2FB"));
+        assert!(!is_rfc4122_uuid("42d31a5b-2da0-4bdd-c823-1723a98fc2fb"));
+        assert!(!is_rfc4122_uuid("42d31a5b-2da0-4bdd-7823-1723a98fc2fb"));
+        assert!(!is_rfc4122_uuid("42d31a5b2da04bdd98231723a98fc2fb"));
+        assert!(!is_rfc4122_uuid("42d31a5b-2da0-4bdd-9823-1723a98fc2fg"));
+        assert!(!is_rfc4122_uuid("42d31a5b-2da0-4bdd-9823-1723a98fc2fbb"));
+    }
+}
