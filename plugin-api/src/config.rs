@@ -62,6 +62,13 @@ mod tests {
     }
 
     #[test]
+    fn valid_config_deserializes() {
+        let c = parse_plugin_config::<Cfg>("rabbitmq", r#"{"host":"h","queue":{"durable":true}}"#).unwrap();
+        assert_eq!(c.host, "h");
+        assert!(c.queue.durable);
+    }
+
+    #[test]
     fn null_is_empty_section() {
         #[derive(serde::Deserialize)]
         struct Empty {}

@@ -45,6 +45,8 @@
 //! versions, kind, name) before it runs any plugin code, then checks the
 //! `abi_stable` layout of every shared type, and only then calls the entry.
 
+#![warn(missing_docs)]
+
 pub use abi_stable;
 
 pub mod abi;
