@@ -304,3 +304,31 @@ fn sigterm_closes_the_connections() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// With a 1-second heartbeat, idle connections stay up: the broker would
+/// close a connection that sent nothing for two intervals (the Python
+/// publisher's quirk), so the bus must keep sending heartbeats on its own.
+#[test]
+fn idle_connections_survive_short_heartbeats() {
+    require_rabbitmq!("idle_connections_survive_short_heartbeats");
+    let mut setup = RmqSetup::fresh();
+    setup.extra = "heartbeat: 1".into();
+    let mut bus = RmqBus::start(setup.clone());
+    let c = bus.subscribe(json!("stix2/indicator"), 0);
+    let app = bus.publisher();
+    app.sync(&[&c]);
+    // Idle for five heartbeat intervals (two missed ones close a connection).
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let ind = indicator_json(TAG, 30);
+    app.indicator(&ind);
+    assert_eq!(c.recv_real().json, ind);
+    let conns = rabbitmqctl(&["list_connections", "-q", "--no-table-headers", "client_properties", "timeout"]);
+    let ours: Vec<&str> = conns.lines().filter(|l| l.contains(&setup.queue_name())).collect();
+    assert_eq!(ours.len(), 2, "{conns}");
+    assert!(ours.iter().all(|l| l.trim_end().ends_with("\t1")), "heartbeat negotiated to 1 s: {conns}");
+    let st = bus.bus.terminate();
+    assert!(st.success());
+    let log = bus.bus.log();
+    assert!(!log.contains("connection lost") && !log.contains("connection failed"), "{log}");
+    assert_eq!(log.matches("RabbitMQ publisher: connected").count(), 1, "{log}");
+}

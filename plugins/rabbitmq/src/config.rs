@@ -60,7 +60,8 @@ pub struct Config {
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
     /// How long shutdown waits for the broker to confirm what was taken from
-    /// the inbound queue, in seconds.
+    /// the inbound queue, in seconds. Keep it below the host's
+    /// `core.stop_timeout` (default 5).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: f64,
 }
@@ -134,7 +135,7 @@ fn default_prefetch() -> u16 {
     1000
 }
 fn default_shutdown_timeout() -> f64 {
-    5.0
+    3.0
 }
 
 /// The host name, as Python's `socket.gethostname()`.

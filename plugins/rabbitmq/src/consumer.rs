@@ -156,7 +156,7 @@ async fn session(
             _ = shutdown_requested(shutdown) => {
                 // Unacknowledged deliveries go back to the queue when the
                 // channel closes; with a durable queue the next start gets them.
-                let limit = Duration::from_secs(2);
+                let limit = Duration::from_secs(1);
                 let _ = tokio::time::timeout(limit, ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await;
                 let _ = tokio::time::timeout(limit, ch.close(200, "OK".into())).await;
                 match tokio::time::timeout(limit, conn.close(200, "OK".into())).await {
@@ -172,9 +172,14 @@ async fn session(
 
 /// Decodes one delivery; rejects (without requeue) what cannot be decoded.
 async fn handle(shared: &Shared, delivery: Delivery, decoded: &mpsc::UnboundedSender<Decoded>) {
-    let parsed = std::str::from_utf8(&delivery.data)
-        .map_err(|e| format!("body is not UTF-8: {e}"))
-        .and_then(|s| Message::parse_any(s).map_err(|e| e.to_string()));
+    let parsed = std::str::from_utf8(&delivery.data).map_err(|e| format!("body is not UTF-8: {e}")).and_then(|s| {
+        // The body comes from the network: a decoder bug must not take the
+        // backbone down, the message is rejected like any undecodable one.
+        match std::panic::catch_unwind(|| Message::parse_any(s)) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(p) => Err(format!("decoder panicked: {}", threatbus_plugin_api::plugin::panic_message(&p))),
+        }
+    });
     match parsed {
         Ok(msg) => {
             // If the provisioner is gone (shutdown), the delivery stays

@@ -150,8 +150,9 @@ fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
             .map_err(thread_err)?,
         );
     }
+    log::info!("RabbitMQ backbone started.");
     log::info!(
-        "RabbitMQ backbone started: exchange '{}', queue '{}' at {}",
+        "RabbitMQ backbone: exchange '{}', queue '{}' at {}",
         shared.cfg.exchange_name,
         shared.queue_name,
         shared.cfg.endpoint()

@@ -203,7 +203,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
 }
 
 async fn close(conn: &Connection) {
-    match tokio::time::timeout(Duration::from_secs(2), conn.close(200, "OK".into())).await {
+    match tokio::time::timeout(Duration::from_secs(1), conn.close(200, "OK".into())).await {
         Ok(Ok(())) => log::info!("RabbitMQ publisher: connection closed"),
         Ok(Err(e)) => log::debug!("RabbitMQ publisher: closing the connection: {e}"),
         Err(_) => log::warn!("RabbitMQ publisher: the broker did not answer connection.close in time"),
@@ -289,7 +289,7 @@ async fn session(
             }
         }
         if st.done() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), ch.close(200, "OK".into())).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), ch.close(200, "OK".into())).await;
             return Ok(End::Done);
         }
         let can_take = !st.input_closed && st.pending.is_empty() && st.inflight.len() < window;

@@ -110,7 +110,7 @@ fn indent_lines(s: &str, indent: &str) -> String {
 }
 
 /// The bus config: rabbitmq backbone + zmq app on `ports`.
-pub fn config(ports: Ports, setup: &RmqSetup) -> String {
+pub fn rmq_config(ports: Ports, setup: &RmqSetup) -> String {
     format!(
         "logging:\n  console: true\n  console_verbosity: INFO\nplugins:\n  backbones:\n    rabbitmq:\n      host: 127.0.0.1\n      port: {AMQP_PORT}\n      username: guest\n      password: guest\n      vhost: /\n      exchange_name: {}\n      reconnect_delay: 0.1\n      reconnect_max_delay: 1.0\n{}      queue:\n        name_suffix: {}\n        durable: {}\n        auto_delete: {}\n{}  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
         setup.exchange,
@@ -138,7 +138,7 @@ impl RmqBus {
     pub fn start(setup: RmqSetup) -> RmqBus {
         let ports = Ports::free();
         let dir = PluginDir::with(&["threatbus_backbone_rabbitmq", "threatbus_app_zmq"]);
-        let mut bus = Bus::start(&config(ports, &setup), dir.path());
+        let mut bus = Bus::start(&rmq_config(ports, &setup), dir.path());
         bus.wait_for("ZeroMQ app plugin started");
         bus.wait_for("RabbitMQ consumer: consuming from queue");
         bus.wait_for("RabbitMQ publisher: connected");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the original Python Threat Bus with its RabbitMQ backbone and zmq
+# app (PyPI, 2022.5.16, the last release) into a venv, so that the interop
+# test can run a Python host next to a Rust host on one RabbitMQ exchange.
+# Idempotent.
+#
+# Environment:
+#   THREATBUS_PYTHON_VENV   venv directory (default /opt/threatbus-python);
+#                           the test reads the same variable.
+set -euo pipefail
+
+venv="${THREATBUS_PYTHON_VENV:-/opt/threatbus-python}"
+log() { echo "[python-threatbus-setup] $*" >&2; }
+
+if [ -x "$venv/bin/threatbus" ] && "$venv/bin/python" -c 'import threatbus_rabbitmq, threatbus_zmq' 2>/dev/null; then
+    log "already installed in $venv"
+    exit 0
+fi
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
+log "creating $venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check \
+    threatbus==2022.5.16 threatbus-rabbitmq==2022.5.16 threatbus-zmq==2022.5.16
+"$venv/bin/python" -c 'import threatbus_rabbitmq, threatbus_zmq'
+log "installed: $("$venv/bin/pip" list --disable-pip-version-check 2>/dev/null | grep -E '^(threatbus|pika|stix2) ' | tr -s ' ' | paste -sd, -)"
