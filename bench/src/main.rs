@@ -51,6 +51,9 @@ struct Args {
     /// (host:port) instead of starting one; e.g. the Python original.
     #[arg(long)]
     connect: Option<String>,
+    /// Process id of the --connect bus, to account its CPU time.
+    #[arg(long)]
+    connect_pid: Option<u32>,
     /// Skip the plain relay.
     #[arg(long)]
     no_relay: bool,
@@ -82,6 +85,8 @@ struct Target {
     pub_port: u16,
     sub_port: u16,
     child: Option<Child>,
+    /// Process whose CPU time is accounted (the child, or --connect-pid).
+    pid: Option<u32>,
     _dir: Option<TempDir>,
 }
 
@@ -110,29 +115,15 @@ impl Drop for TempDir {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn artifacts(args: &Args) -> PathBuf {
-    args.artifacts.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf()
-    })
+    args.artifacts.clone().unwrap_or_else(|| std::env::current_exe().unwrap().parent().unwrap().to_path_buf())
 }
 
 fn start_bus(art: &Path) -> Target {
-    let dir = std::env::temp_dir().join(format!(
-        "threatbus-bench-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let dir = std::env::temp_dir().join(format!("threatbus-bench-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let plugins = dir.join("plugins");
@@ -140,14 +131,9 @@ fn start_bus(art: &Path) -> Target {
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
     for lib in ["libthreatbus_backbone_inmem.so", "libthreatbus_app_zmq.so"] {
         let src = art.join(lib);
-        assert!(
-            src.exists(),
-            "{} missing: build with --release first",
-            src.display()
-        );
+        assert!(src.exists(), "{} missing: build with --release first", src.display());
         std::fs::copy(&src, plugins.join(lib)).unwrap();
-        std::fs::set_permissions(plugins.join(lib), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(plugins.join(lib), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let (manage, pub_port, sub_port) = (free_port(), free_port(), free_port());
     let config = dir.join("config.yaml");
@@ -172,20 +158,14 @@ fn start_bus(art: &Path) -> Target {
         manage: Some(manage),
         pub_port,
         sub_port,
+        pid: Some(child.id()),
         child: Some(child),
         _dir: Some(TempDir(dir)),
     };
     // Alive once the management endpoint answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if request(
-            &t.host,
-            manage,
-            r#"{"action": "heartbeat", "topic": "x"}"#,
-            200,
-        )
-        .is_some()
-        {
+        if request(&t.host, manage, r#"{"action": "heartbeat", "topic": "x"}"#, 200).is_some() {
             return t;
         }
         assert!(Instant::now() < deadline, "threatbus did not start");
@@ -196,13 +176,7 @@ fn connect_bus(endpoint: &str) -> Target {
     let (host, port) = endpoint.rsplit_once(':').expect("--connect host:port");
     let manage: u16 = port.parse().expect("port");
     // Ports come from a subscribe reply.
-    let reply = request(
-        host,
-        manage,
-        r#"{"action": "subscribe", "topic": "bench/none"}"#,
-        5000,
-    )
-    .expect("bus answers");
+    let reply = request(host, manage, r#"{"action": "subscribe", "topic": "bench/none"}"#, 5000).expect("bus answers");
     let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
     let t = Target {
         host: host.into(),
@@ -210,6 +184,7 @@ fn connect_bus(endpoint: &str) -> Target {
         pub_port: v["pub_port"].as_u64().unwrap() as u16,
         sub_port: v["sub_port"].as_u64().unwrap() as u16,
         child: None,
+        pid: None,
         _dir: None,
     };
     let unsub = serde_json::json!({"action": "unsubscribe", "topic": v["topic"]}).to_string();
@@ -220,13 +195,7 @@ fn connect_bus(endpoint: &str) -> Target {
 fn start_relay() -> Target {
     let (pub_port, sub_port) = (free_port(), free_port());
     let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "relay",
-            "--sub",
-            &sub_port.to_string(),
-            "--pub",
-            &pub_port.to_string(),
-        ])
+        .args(["relay", "--sub", &sub_port.to_string(), "--pub", &pub_port.to_string()])
         .stdin(Stdio::null())
         .spawn()
         .expect("start relay");
@@ -235,15 +204,13 @@ fn start_relay() -> Target {
         manage: None,
         pub_port,
         sub_port,
+        pid: Some(child.id()),
         child: Some(child),
         _dir: None,
     };
     // Ready once both ports accept connections.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while [pub_port, sub_port]
-        .iter()
-        .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
-    {
+    while [pub_port, sub_port].iter().any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()) {
         assert!(Instant::now() < deadline, "relay did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -310,8 +277,7 @@ fn subscribe(t: &Target, k: usize) -> Subs {
             let s = ctx().socket(zmq::SUB).unwrap();
             s.set_rcvhwm(0).unwrap();
             s.set_linger(0).unwrap();
-            s.connect(&format!("tcp://{}:{}", t.host, t.pub_port))
-                .unwrap();
+            s.connect(&format!("tcp://{}:{}", t.host, t.pub_port)).unwrap();
             s.set_subscribe(topic.as_bytes()).unwrap();
             (s, topic)
         })
@@ -331,8 +297,7 @@ fn publisher(t: &Target, hwm: i32) -> zmq::Socket {
     let p = ctx().socket(zmq::PUB).unwrap();
     p.set_sndhwm(hwm).unwrap();
     p.set_linger(0).unwrap();
-    p.connect(&format!("tcp://{}:{}", t.host, t.sub_port))
-        .unwrap();
+    p.connect(&format!("tcp://{}:{}", t.host, t.sub_port)).unwrap();
     p
 }
 
@@ -391,7 +356,20 @@ fn warm_up(p: &zmq::Socket, subs: &[(zmq::Socket, String)]) {
     }
 }
 
+/// CPU time (user + system) a process has used so far, if known.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz.max(1)))
+}
+
 struct Outcome {
+    /// CPU time the bus or relay process used for the run.
+    cpu: Option<Duration>,
     elapsed: Duration,
     received: u64,
     expected: u64,
@@ -423,10 +401,7 @@ fn receive(
     let mut msg = zmq::Message::new();
     let mut last_progress = Instant::now();
     while received < expected {
-        let mut items: Vec<zmq::PollItem> = subs
-            .iter()
-            .map(|(s, _)| s.as_poll_item(zmq::POLLIN))
-            .collect();
+        let mut items: Vec<zmq::PollItem> = subs.iter().map(|(s, _)| s.as_poll_item(zmq::POLLIN)).collect();
         let n = zmq::poll(&mut items, 100).unwrap();
         if n == 0 {
             if last_progress.elapsed() >= idle {
@@ -453,21 +428,17 @@ fn receive(
         }
         last_progress = Instant::now();
     }
-    Received {
-        subs,
-        received,
-        last,
-        latencies: lat,
-    }
+    Received { subs, received, last, latencies: lat }
 }
 
 fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, tag: u32) -> Outcome {
     let subs = subscribe(t, k);
     let p = publisher(t, args.publisher_hwm);
     warm_up(&p, &subs);
+    let pid = t.pid;
+    let cpu0 = cpu_time(pid);
     let frames: Vec<Vec<u8>> = (0..count).map(|n| frame(tag, n)).collect();
-    let sent_at: Option<Arc<Vec<AtomicU64>>> =
-        rate.map(|_| Arc::new((0..count).map(|_| AtomicU64::new(0)).collect()));
+    let sent_at: Option<Arc<Vec<AtomicU64>>> = rate.map(|_| Arc::new((0..count).map(|_| AtomicU64::new(0)).collect()));
     let t0 = Instant::now();
     let idle = Duration::from_secs_f64(args.idle_secs);
     let rx = {
@@ -489,22 +460,16 @@ fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, ta
                 if due > now {
                     std::thread::sleep(due - now);
                 }
-                sent[n].store(
-                    Instant::now().duration_since(t0).as_nanos() as u64,
-                    Ordering::Release,
-                );
+                sent[n].store(Instant::now().duration_since(t0).as_nanos() as u64, Ordering::Release);
                 p.send(f, 0).unwrap();
             }
         }
     }
-    let Received {
-        subs,
-        received,
-        last,
-        latencies,
-    } = rx.join().unwrap();
+    let Received { subs, received, last, latencies } = rx.join().unwrap();
+    let cpu = cpu_time(pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
     unsubscribe(t, &subs);
     Outcome {
+        cpu,
         elapsed: last.map(|l| l.duration_since(t0)).unwrap_or_default(),
         received,
         expected: count * k as u64,
@@ -550,6 +515,7 @@ struct Summary {
     ind_per_s: Vec<f64>,
     deliveries_per_s: Vec<f64>,
     lost: Vec<u64>,
+    cpu_us: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
     max: Vec<f64>,
@@ -562,6 +528,22 @@ fn make_target(name: &str, args: &Args) -> Target {
             Some(ep) => connect_bus(ep),
             None => start_bus(&artifacts(args)),
         },
+    }
+}
+
+fn label(name: &str, args: &Args) -> &'static str {
+    match (name, &args.connect) {
+        ("relay", _) => "plain ZeroMQ relay",
+        (_, Some(_)) => "connected bus",
+        _ => "threatbus (inmem + zmq)",
+    }
+}
+
+fn opt(v: &[f64], digits: usize) -> String {
+    if v.is_empty() {
+        "?".into()
+    } else {
+        format!("{:.*}", digits, median(v.to_vec()))
     }
 }
 
@@ -582,61 +564,59 @@ fn main() {
         args.count, args.subscribers, args.rate, args.latency_secs, args.runs, args.publisher_hwm
     );
     let mut tag = 1u32;
+    let mut report = String::new();
 
     for &k in &args.subscribers {
         let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
         for run in 0..args.runs {
             for (i, name) in targets.iter().enumerate() {
-                let t = make_target(name, &args);
+                let mut t = make_target(name, &args);
+                if t.child.is_none() {
+                    t.pid = args.connect_pid;
+                }
                 tag += 1;
                 let o = run_once(&t, k, args.count, None, &args, tag);
                 drop(t);
-                let secs = o.elapsed.as_secs_f64();
+                let secs = o.elapsed.as_secs_f64().max(1e-9);
                 let per_sub = o.received as f64 / k as f64;
+                let cpu_us = o.cpu.map(|c| c.as_secs_f64() * 1e6 / per_sub.max(1.0));
                 let s = &mut sums[i];
-                s.ind_per_s
-                    .push(if secs > 0.0 { per_sub / secs } else { 0.0 });
-                s.deliveries_per_s.push(if secs > 0.0 {
-                    o.received as f64 / secs
-                } else {
-                    0.0
-                });
+                s.ind_per_s.push(per_sub / secs);
+                s.deliveries_per_s.push(o.received as f64 / secs);
                 s.lost.push(o.expected - o.received);
+                s.cpu_us.extend(cpu_us);
                 println!(
-                    "  run {} {:<12} K={k:<3} {:>8} indicators/s {:>8} deliveries/s  lost {} of {}  ({:.3} s)",
+                    "  run {} {:<6} K={k:<3} {:>8} indicators/s {:>8} deliveries/s  lost {} of {}  ({:.3} s, {} CPU µs/indicator)",
                     run + 1,
                     name,
                     fmt_rate(per_sub / secs),
                     fmt_rate(o.received as f64 / secs),
                     o.expected - o.received,
                     o.expected,
-                    secs
+                    secs,
+                    cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "?".into())
                 );
             }
         }
-        println!(
-            "\n### Throughput, {} indicators, {k} subscriber(s), median of {} runs\n",
+        report += &format!(
+            "\n### Throughput: {} indicators, {k} subscriber(s), median of {} runs\n\n\
+             | target | indicators/s | deliveries/s | lost (worst run) | CPU µs per indicator |\n|---|---:|---:|---:|---:|\n",
             args.count, args.runs
         );
-        println!("| target | indicators/s | deliveries/s | lost (max of runs) |");
-        println!("|---|---:|---:|---:|");
         for (i, name) in targets.iter().enumerate() {
             let s = &sums[i];
-            println!(
-                "| {} | {} | {} | {} |",
-                if *name == "bus" {
-                    "threatbus (inmem + zmq)"
-                } else {
-                    "plain ZeroMQ relay"
-                },
+            report += &format!(
+                "| {} | {} | {} | {} | {} |\n",
+                label(name, &args),
                 fmt_rate(median(s.ind_per_s.clone())),
                 fmt_rate(median(s.deliveries_per_s.clone())),
-                s.lost.iter().max().unwrap()
+                s.lost.iter().max().unwrap(),
+                opt(&s.cpu_us, 1)
             );
         }
         if targets.len() == 2 {
-            println!(
-                "\nbus / relay: {:.0}%\n",
+            report += &format!(
+                "\nbus / relay (indicators/s): {:.0}%\n",
                 100.0 * median(sums[0].ind_per_s.clone()) / median(sums[1].ind_per_s.clone())
             );
         }
@@ -647,7 +627,10 @@ fn main() {
         let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
         for run in 0..args.runs {
             for (i, name) in targets.iter().enumerate() {
-                let t = make_target(name, &args);
+                let mut t = make_target(name, &args);
+                if t.child.is_none() {
+                    t.pid = args.connect_pid;
+                }
                 tag += 1;
                 let o = run_once(&t, 1, count, Some(args.rate), &args, tag);
                 drop(t);
@@ -658,8 +641,9 @@ fn main() {
                 s.p99.push(pct(&l, 0.99));
                 s.max.push(pct(&l, 1.0));
                 s.lost.push(o.expected - o.received);
+                s.cpu_us.extend(o.cpu.map(|c| c.as_secs_f64() * 1e6 / o.received.max(1) as f64));
                 println!(
-                    "  run {} {:<12} {}/s  p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs  lost {}",
+                    "  run {} {:<6} {}/s  p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs  lost {}",
                     run + 1,
                     name,
                     args.rate,
@@ -670,23 +654,23 @@ fn main() {
                 );
             }
         }
-        println!("\n### Latency at {} indicators/s, 1 subscriber, {count} indicators, median of {} runs\n", args.rate, args.runs);
-        println!("| target | p50 | p99 | max | lost (max of runs) |");
-        println!("|---|---:|---:|---:|---:|");
+        report += &format!(
+            "\n### Latency at {} indicators/s: 1 subscriber, {count} indicators, median of {} runs\n\n\
+             | target | p50 | p99 | max | lost (worst run) | CPU µs per indicator |\n|---|---:|---:|---:|---:|---:|\n",
+            args.rate, args.runs
+        );
         for (i, name) in targets.iter().enumerate() {
             let s = &sums[i];
-            println!(
-                "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {} |",
-                if *name == "bus" {
-                    "threatbus (inmem + zmq)"
-                } else {
-                    "plain ZeroMQ relay"
-                },
-                median(s.p50.clone()),
-                median(s.p99.clone()),
-                median(s.max.clone()),
-                s.lost.iter().max().unwrap()
+            report += &format!(
+                "| {} | {} µs | {} µs | {} µs | {} | {} |\n",
+                label(name, &args),
+                opt(&s.p50, 0),
+                opt(&s.p99, 0),
+                opt(&s.max, 0),
+                s.lost.iter().max().unwrap(),
+                opt(&s.cpu_us, 1)
             );
         }
     }
+    println!("{report}");
 }

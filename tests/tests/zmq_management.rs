@@ -11,44 +11,24 @@ use zmq_support::*;
 fn unknown_action_and_non_json_and_garbage() {
     let bus = ZmqBus::start();
     assert_eq!(bus.status(r#"{"action": "FOO"}"#), "unknown request");
-    assert_eq!(
-        bus.status(r#"{"action": "FOO", "topic": "stix2/indicator"}"#),
-        "unknown request"
-    );
+    assert_eq!(bus.status(r#"{"action": "FOO", "topic": "stix2/indicator"}"#), "unknown request");
     assert_eq!(bus.request_raw(&[b"FOO"]), r#"{"status": "error"}"#);
     assert_eq!(bus.request_raw(&[b"[1, 2, 3]"]), r#"{"status": "error"}"#);
     assert_eq!(bus.request_raw(&[b""]), r#"{"status": "error"}"#);
-    assert_eq!(
-        bus.request_raw(&[&[0xff, 0xfe, 0x00, 0x7b]]),
-        r#"{"status": "error"}"#
-    );
+    assert_eq!(bus.request_raw(&[&[0xff, 0xfe, 0x00, 0x7b]]), r#"{"status": "error"}"#);
     // A multipart request gets exactly one reply and does not derail the socket.
-    assert_eq!(
-        bus.request_raw(&[br#"{"action": "FOO"}"#, b"second part"]),
-        r#"{"status": "error"}"#
-    );
+    assert_eq!(bus.request_raw(&[br#"{"action": "FOO"}"#, b"second part"]), r#"{"status": "error"}"#);
     // A DEALER that skips the REQ envelope is ignored by ZeroMQ's REP logic;
     // the endpoint keeps answering proper requests.
     let dealer = zctx().socket(zmq::DEALER).unwrap();
     dealer.set_linger(0).unwrap();
-    dealer
-        .connect(&format!("tcp://127.0.0.1:{}", bus.ports.manage))
-        .unwrap();
+    dealer.connect(&format!("tcp://127.0.0.1:{}", bus.ports.manage)).unwrap();
     dealer.send("garbage without envelope", 0).unwrap();
     dealer.send_multipart([&b""[..], b"not json"], 0).unwrap();
-    assert_eq!(
-        dealer.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap(),
-        1
-    );
+    assert_eq!(dealer.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap(), 1);
     let reply = dealer.recv_multipart(0).unwrap();
-    assert_eq!(
-        reply,
-        vec![b"".to_vec(), br#"{"status": "error"}"#.to_vec()]
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "heartbeat", "topic": "nope"}"#),
-        "error"
-    );
+    assert_eq!(reply, vec![b"".to_vec(), br#"{"status": "error"}"#.to_vec()]);
+    assert_eq!(bus.status(r#"{"action": "heartbeat", "topic": "nope"}"#), "error");
     let log = bus.bus.log();
     assert!(log.contains("Error handling management message"), "{log}");
 }
@@ -57,55 +37,32 @@ fn unknown_action_and_non_json_and_garbage() {
 fn heartbeat_failures() {
     let bus = ZmqBus::start();
     assert_eq!(bus.status(r#"{"action": "heartbeat"}"#), "unknown request");
-    assert_eq!(
-        bus.status(r#"{"action": "heartbeat", "topic": ""}"#),
-        "unknown request"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "heartbeat", "topic": "abcdefghijklmnopqrstuvwxyzabcdef"}"#),
-        "error"
-    );
+    assert_eq!(bus.status(r#"{"action": "heartbeat", "topic": ""}"#), "unknown request");
+    assert_eq!(bus.status(r#"{"action": "heartbeat", "topic": "abcdefghijklmnopqrstuvwxyzabcdef"}"#), "error");
 }
 
 #[test]
 fn subscription_failures() {
     let bus = ZmqBus::start();
     assert_eq!(bus.status(r#"{"action": "subscribe"}"#), "unknown request");
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": []}"#),
-        "unknown request"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": "FOO"}"#),
-        "error"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": null}"#),
-        "error"
-    );
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": []}"#), "unknown request");
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": "FOO"}"#), "error");
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": null}"#), "error");
 }
 
 #[test]
 fn unsubscription_failures() {
     let bus = ZmqBus::start();
-    assert_eq!(
-        bus.status(r#"{"action": "unsubscribe"}"#),
-        "unknown request"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "unsubscribe", "topic": "abcdefghijklmnopqrstuvwxyzabcdef"}"#),
-        "error"
-    );
+    assert_eq!(bus.status(r#"{"action": "unsubscribe"}"#), "unknown request");
+    assert_eq!(bus.status(r#"{"action": "unsubscribe", "topic": "abcdefghijklmnopqrstuvwxyzabcdef"}"#), "error");
     let mut bus = bus;
-    bus.bus
-        .wait_for("No one was subscribed for that topic. Skipping.");
+    bus.bus.wait_for("No one was subscribed for that topic. Skipping.");
 }
 
 #[test]
 fn full_roundtrip_success() {
     let bus = ZmqBus::start();
-    let reply =
-        bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": 0}"#);
+    let reply = bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": 0}"#);
     assert_eq!(reply["status"], "success", "{reply}");
     assert_eq!(reply["pub_port"], bus.ports.pub_port);
     assert_eq!(reply["sub_port"], bus.ports.sub_port);
@@ -113,24 +70,13 @@ fn full_roundtrip_success() {
     assert_eq!(p2p.len(), 32);
     assert!(p2p.bytes().all(|b| b.is_ascii_lowercase()), "{p2p}");
     // Byte layout of the original's send_json.
-    let keys: Vec<&str> = reply
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = reply.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys.len(), 4, "{reply}");
 
     let hb = json!({"action": "heartbeat", "topic": p2p}).to_string();
-    assert_eq!(
-        bus.request_raw(&[hb.as_bytes()]),
-        r#"{"status": "success"}"#
-    );
+    assert_eq!(bus.request_raw(&[hb.as_bytes()]), r#"{"status": "success"}"#);
     let unsub = json!({"action": "unsubscribe", "topic": p2p}).to_string();
-    assert_eq!(
-        bus.request_raw(&[unsub.as_bytes()]),
-        r#"{"status": "success"}"#
-    );
+    assert_eq!(bus.request_raw(&[unsub.as_bytes()]), r#"{"status": "success"}"#);
     assert_eq!(bus.status(&hb), "error");
     assert_eq!(bus.status(&unsub), "error");
 }
@@ -138,7 +84,8 @@ fn full_roundtrip_success() {
 #[test]
 fn subscribe_reply_is_byte_compatible() {
     let bus = ZmqBus::start();
-    let raw = bus.request_raw(&[br#"{"action": "subscribe", "topic": ["stix2/indicator", "stix2/sighting"], "snapshot": "0"}"#]);
+    let raw = bus
+        .request_raw(&[br#"{"action": "subscribe", "topic": ["stix2/indicator", "stix2/sighting"], "snapshot": "0"}"#]);
     let p2p = json(&raw)["topic"].as_str().unwrap().to_string();
     assert_eq!(
         raw,
@@ -155,10 +102,7 @@ fn every_subscription_gets_its_own_p2p_topic() {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..20 {
         let r = bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator"}"#);
-        assert!(
-            seen.insert(r["topic"].as_str().unwrap().to_string()),
-            "p2p topic repeated"
-        );
+        assert!(seen.insert(r["topic"].as_str().unwrap().to_string()), "p2p topic repeated");
     }
 }
 
@@ -167,27 +111,15 @@ fn failed_subscribe_leaves_no_dangling_subscription() {
     let mut bus = ZmqBus::start();
     // The original stored the p2p entry and subscribed the first topic before
     // failing on the second (reference §4.3); nothing may be subscribed here.
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#),
-        "error"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#),
-        "error"
-    );
-    assert_eq!(
-        bus.status(r#"{"action": "subscribe", "topic": 17}"#),
-        "error"
-    );
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#), "error");
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#), "error");
+    assert_eq!(bus.status(r#"{"action": "subscribe", "topic": 17}"#), "error");
     // The requests are handled one after the other, so once this
     // subscription is logged, anything the failed ones did is logged too.
     bus.request(r#"{"action": "subscribe", "topic": "stix2/sighting"}"#);
     bus.bus.wait_for("Adding subscription to: stix2/sighting");
     let log = bus.bus.log();
-    assert!(
-        !log.contains("Adding subscription to: stix2/indicator"),
-        "{log}"
-    );
+    assert!(!log.contains("Adding subscription to: stix2/indicator"), "{log}");
     assert_eq!(bus.bus.count("added for topics"), 1, "{log}");
 }
 
@@ -213,37 +145,23 @@ fn heartbeat_after_restart_is_an_error() {
 #[test]
 fn subscriptions_expire_without_heartbeat_when_configured() {
     let mut bus = ZmqBus::start_with(Ports::free(), "heartbeat_timeout: 3");
-    let dead = bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator"}"#)["topic"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let alive = bus.request(r#"{"action": "subscribe", "topic": "stix2/sighting"}"#)["topic"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dead =
+        bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator"}"#)["topic"].as_str().unwrap().to_string();
+    let alive =
+        bus.request(r#"{"action": "subscribe", "topic": "stix2/sighting"}"#)["topic"].as_str().unwrap().to_string();
     let hb = |p: &str| json!({"action": "heartbeat", "topic": p}).to_string();
     // Keep one subscription alive (as apps do, every 5 s; here more often
     // than the timeout) until the other one is reported expired.
     let deadline = std::time::Instant::now() + WAIT;
-    while !bus.bus.log().contains(&format!(
-        "Subscription {dead} (topics [\"stix2/indicator\"]) expired"
-    )) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no expiry within {WAIT:?}:\n{}",
-            bus.bus.log()
-        );
+    while !bus.bus.log().contains(&format!("Subscription {dead} (topics [\"stix2/indicator\"]) expired")) {
+        assert!(std::time::Instant::now() < deadline, "no expiry within {WAIT:?}:\n{}", bus.bus.log());
         assert_eq!(bus.status(&hb(&alive)), "success");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(bus.status(&hb(&dead)), "error");
     assert_eq!(bus.status(&hb(&alive)), "success");
-    bus.bus
-        .wait_for("Removing subscription from: stix2/indicator");
-    assert!(!bus
-        .bus
-        .log()
-        .contains("Removing subscription from: stix2/sighting"));
+    bus.bus.wait_for("Removing subscription from: stix2/indicator");
+    assert!(!bus.bus.log().contains("Removing subscription from: stix2/sighting"));
 }
 
 #[test]

@@ -60,9 +60,7 @@ fn several_subscribers_get_what_they_subscribed() {
     publisher.sync(&[&both, &indicators, &sightings, &all]);
 
     let ind: Vec<String> = (10..15).map(|n| indicator_json(TAG, n)).collect();
-    let sig: Vec<String> = (20..25)
-        .map(|n| sighting_json(TAG, n, &indicator_id(TAG, n - 10)))
-        .collect();
+    let sig: Vec<String> = (20..25).map(|n| sighting_json(TAG, n, &indicator_id(TAG, n - 10))).collect();
     for (i, s) in ind.iter().zip(&sig) {
         publisher.indicator(i);
         publisher.sighting(s);
@@ -73,42 +71,21 @@ fn several_subscribers_get_what_they_subscribed() {
     publisher.indicator(&end_ind);
     publisher.sighting(&end_sig);
 
-    let interleaved: Vec<serde_json::Value> = ind
-        .iter()
-        .zip(&sig)
-        .flat_map(|(i, s)| [json(i), json(s)])
-        .collect();
+    let interleaved: Vec<serde_json::Value> = ind.iter().zip(&sig).flat_map(|(i, s)| [json(i), json(s)]).collect();
     for c in [&both, &all] {
-        let got: Vec<_> = c
-            .recv_until(&sighting_id(TAG, 99))
-            .iter()
-            .map(|d| d.value())
-            .collect();
+        let got: Vec<_> = c.recv_until(&sighting_id(TAG, 99)).iter().map(|d| d.value()).collect();
         let mut want = interleaved.clone();
         want.push(json(&end_ind));
         want.push(json(&end_sig));
         assert_eq!(got, want);
     }
-    let got: Vec<_> = indicators
-        .recv_until(&indicator_id(TAG, 99))
-        .iter()
-        .map(|d| (d.kind.clone(), d.value()))
-        .collect();
-    let mut want: Vec<_> = ind
-        .iter()
-        .map(|i| ("indicator".to_string(), json(i)))
-        .collect();
+    let got: Vec<_> =
+        indicators.recv_until(&indicator_id(TAG, 99)).iter().map(|d| (d.kind.clone(), d.value())).collect();
+    let mut want: Vec<_> = ind.iter().map(|i| ("indicator".to_string(), json(i))).collect();
     want.push(("indicator".into(), json(&end_ind)));
     assert_eq!(got, want);
-    let got: Vec<_> = sightings
-        .recv_until(&sighting_id(TAG, 99))
-        .iter()
-        .map(|d| (d.kind.clone(), d.value()))
-        .collect();
-    let mut want: Vec<_> = sig
-        .iter()
-        .map(|s| ("sighting".to_string(), json(s)))
-        .collect();
+    let got: Vec<_> = sightings.recv_until(&sighting_id(TAG, 99)).iter().map(|d| (d.kind.clone(), d.value())).collect();
+    let mut want: Vec<_> = sig.iter().map(|s| ("sighting".to_string(), json(s))).collect();
     want.push(("sighting".into(), json(&end_sig)));
     assert_eq!(got, want);
 }
@@ -153,20 +130,8 @@ fn garbage_frames_are_dropped_and_never_resent() {
     // An invalid STIX pattern.
     publisher.indicator(&indicator_json(TAG, 5).replace("']\"", "'\""));
     // A multipart message, even if each part looks fine.
-    publisher
-        .sock
-        .send_multipart(["stix2/indicator", &indicator_json(TAG, 6)], 0)
-        .unwrap();
-    publisher
-        .sock
-        .send_multipart(
-            [
-                format!("stix2/indicator {}", indicator_json(TAG, 7)).as_str(),
-                "x",
-            ],
-            0,
-        )
-        .unwrap();
+    publisher.sock.send_multipart(["stix2/indicator", &indicator_json(TAG, 6)], 0).unwrap();
+    publisher.sock.send_multipart([format!("stix2/indicator {}", indicator_json(TAG, 7)).as_str(), "x"], 0).unwrap();
     // A snapshot envelope for an unknown snapshot goes nowhere.
     publisher.send(
         "threatbus/snapshotenvelope",
@@ -181,12 +146,9 @@ fn garbage_frames_are_dropped_and_never_resent() {
     assert_eq!(got[1].value(), json(&last));
     bus.bus.wait_for("Error decoding message");
     let log = bus.bus.log();
-    for reason in [
-        "unsupported topic 'threatbus/snapshotenvelopeX'",
-        "no space between topic and JSON",
-        "not UTF-8",
-        "multipart",
-    ] {
+    for reason in
+        ["unsupported topic 'threatbus/snapshotenvelopeX'", "no space between topic and JSON", "not UTF-8", "multipart"]
+    {
         assert!(log.contains(reason), "no log line about {reason:?}:\n{log}");
     }
 }

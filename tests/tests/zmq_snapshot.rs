@@ -32,8 +32,7 @@ fn snapshot_request_and_envelope_between_two_apps() {
             r#"{{"type": "snapshotrequest", "snapshot_type": 1, "snapshot_id": "{snapshot_id}", "snapshot": 259200}}"#
         )
     );
-    bus.bus
-        .wait_for("Requesting snapshot from all plugins for message type");
+    bus.bus.wait_for("Requesting snapshot from all plugins for message type");
 
     // A is connected before B answers.
     publisher.sync(&[&a]);

@@ -38,9 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use threatbus_plugin_api::{
-    export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError,
-};
+use threatbus_plugin_api::{export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError};
 
 pub use management::{parse_request, random_p2p_topic, Rejection, Request, P2P_TOPIC_LEN};
 pub use publisher::frame;
@@ -97,10 +95,7 @@ impl Config {
         if self.host.trim().is_empty() {
             return Err("host: must not be empty".into());
         }
-        if !self.heartbeat_timeout.is_finite()
-            || self.heartbeat_timeout < 0.0
-            || self.heartbeat_timeout > 1e9
-        {
+        if !self.heartbeat_timeout.is_finite() || self.heartbeat_timeout < 0.0 || self.heartbeat_timeout > 1e9 {
             return Err("heartbeat_timeout: must be a number of seconds >= 0 (0 = off)".into());
         }
         if self.subscriber_queue_size == 0 {
@@ -140,8 +135,7 @@ fn bind(
     configure: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
 ) -> Result<(zmq::Socket, u16), PluginError> {
     let (ep, ipv6) = endpoint(host, port);
-    let err =
-        |e: zmq::Error| PluginError::new(format!("cannot bind the {what} socket to {ep}: {e}"));
+    let err = |e: zmq::Error| PluginError::new(format!("cannot bind the {what} socket to {ep}: {e}"));
     let s = ctx.socket(kind).map_err(err)?;
     s.set_ipv6(ipv6).map_err(err)?;
     s.set_linger(0).map_err(err)?;
@@ -193,32 +187,20 @@ impl Manager {
             Ok(r) => r,
             Err(Rejection::Unknown) => return REPLY_UNKNOWN.into(),
             Err(Rejection::Error(why)) => {
-                log::error!(
-                    "Error handling management message {}: {why}",
-                    String::from_utf8_lossy(frame)
-                );
+                log::error!("Error handling management message {}: {why}", String::from_utf8_lossy(frame));
                 return REPLY_ERROR.into();
             }
         };
         let now = Instant::now();
         match req {
             Request::Subscribe { topics, snapshot } => {
-                log::info!(
-                    "Received subscription for topic {topics:?}, snapshot {} days",
-                    snapshot.as_secs() / 86_400
-                );
+                log::info!("Received subscription for topic {topics:?}, snapshot {} days", snapshot.as_secs() / 86_400);
                 // The registry stays locked until the forwarder runs, so a
                 // snapshot request for this subscription, which can reach
                 // App::snapshot before host.subscribe returns, waits and then
                 // sees who requested it.
                 let mut reg = self.shared.registry();
-                let sub = match reg.subscribe(
-                    &self.host,
-                    topics,
-                    snapshot,
-                    self.cfg.subscriber_queue_size,
-                    now,
-                ) {
+                let sub = match reg.subscribe(&self.host, topics, snapshot, self.cfg.subscriber_queue_size, now) {
                     Ok(s) => s,
                     Err(e) => {
                         log::error!("Error handling subscription request: {e}");
@@ -232,9 +214,7 @@ impl Manager {
                     sub.queue.clone(),
                     self.pub_tx.clone(),
                 );
-                match spawn_thread(self.host, &name, move || {
-                    publisher::forward(p2p_arc, queue, tx)
-                }) {
+                match spawn_thread(self.host, &name, move || publisher::forward(p2p_arc, queue, tx)) {
                     Ok(h) => sub.forwarder = Some(h),
                     Err(e) => {
                         log::error!("cannot start a forwarder thread for a subscription: {e}");
@@ -245,10 +225,7 @@ impl Manager {
                     }
                 }
                 let topics = sub.topics.clone();
-                log::info!(
-                    "Subscription {p2p} added for topics {topics:?} ({} subscriptions)",
-                    reg.len()
-                );
+                log::info!("Subscription {p2p} added for topics {topics:?} ({} subscriptions)", reg.len());
                 management::subscribe_reply(&p2p, self.pub_port, self.sub_port)
             }
             Request::Unsubscribe { p2p } => {
@@ -302,18 +279,10 @@ impl Manager {
         let mut parts: Vec<zmq::Message> = Vec::new();
         loop {
             let wait_ms = match (timeout, next_expiry) {
-                (Some(_), Some(t)) => {
-                    t.saturating_duration_since(Instant::now())
-                        .as_millis()
-                        .min(60_000) as i64
-                        + 1
-                }
+                (Some(_), Some(t)) => t.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i64 + 1,
                 _ => -1,
             };
-            let mut items = [
-                socket.as_poll_item(zmq::POLLIN),
-                zmq::PollItem::from_fd(wake_fd, zmq::POLLIN),
-            ];
+            let mut items = [socket.as_poll_item(zmq::POLLIN), zmq::PollItem::from_fd(wake_fd, zmq::POLLIN)];
             match zmq::poll(&mut items, wait_ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => {
@@ -346,10 +315,7 @@ impl Manager {
                     let reply = if parts.len() == 1 {
                         self.handle(&parts[0])
                     } else {
-                        log::error!(
-                            "Error handling management message: {} frames instead of one",
-                            parts.len()
-                        );
+                        log::error!("Error handling management message: {} frames instead of one", parts.len());
                         REPLY_ERROR.to_string()
                     };
                     if let Err(e) = socket.send(reply.as_bytes(), 0) {
@@ -383,51 +349,30 @@ pub struct ZmqApp {
 
 fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let cfg: Config = ctx.config()?;
-    cfg.validate()
-        .map_err(|e| PluginError::new(format!("invalid config for plugin 'zmq': {e}")))?;
+    cfg.validate().map_err(|e| PluginError::new(format!("invalid config for plugin 'zmq': {e}")))?;
     let host = ctx.host();
     let zctx = zmq::Context::new();
     let perr = PluginError::new;
 
     // Bind everything first: a port in use fails start-up with a clear
     // message and no thread left behind.
-    let (rep, manage_port) = bind(
-        &zctx,
-        zmq::REP,
-        "management (REP)",
-        &cfg.host,
-        cfg.manage,
-        |s| {
-            // Management requests are tiny; refuse huge frames outright.
-            s.set_maxmsgsize(1 << 20)
-        },
-    )?;
-    let (pub_sock, pub_port) = bind(
-        &zctx,
-        zmq::PUB,
-        "publisher (PUB)",
-        &cfg.host,
-        cfg.pub_port,
-        |s| {
-            s.set_sndhwm(cfg.pub_hwm as i32)?;
-            // Give frames already handed to ZeroMQ a moment to leave at stop.
-            s.set_linger(200)
-        },
-    )?;
+    let (rep, manage_port) = bind(&zctx, zmq::REP, "management (REP)", &cfg.host, cfg.manage, |s| {
+        // Management requests are tiny; refuse huge frames outright.
+        s.set_maxmsgsize(1 << 20)
+    })?;
+    let (pub_sock, pub_port) = bind(&zctx, zmq::PUB, "publisher (PUB)", &cfg.host, cfg.pub_port, |s| {
+        s.set_sndhwm(cfg.pub_hwm as i32)?;
+        // Give frames already handed to ZeroMQ a moment to leave at stop.
+        s.set_linger(200)
+    })?;
     let (sub_sock, sub_port) = bind(&zctx, zmq::SUB, "receiver (SUB)", &cfg.host, cfg.sub, |s| {
         s.set_rcvhwm(cfg.sub_hwm as i32)?;
-        SUB_PREFIXES
-            .iter()
-            .try_for_each(|p| s.set_subscribe(p.as_bytes()))
+        SUB_PREFIXES.iter().try_for_each(|p| s.set_subscribe(p.as_bytes()))
     })?;
 
-    let (wake_rx, wake_tx) =
-        UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
+    let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared {
-        registry: Mutex::new(Registry::default()),
-        retired: Mutex::new(Vec::new()),
-    });
+    let shared = Arc::new(Shared { registry: Mutex::new(Registry::default()), retired: Mutex::new(Vec::new()) });
     let (pub_tx, pub_rx) = crossbeam_channel::bounded::<publisher::Batch>(256);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
 
@@ -440,44 +385,20 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
         threads: Mutex::new(Vec::new()),
     };
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
-        let h = spawn_thread(host, name, f)
-            .map_err(|e| perr(format!("cannot start thread {name}: {e}")))?;
-        app.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(h);
+        let h = spawn_thread(host, name, f).map_err(|e| perr(format!("cannot start thread {name}: {e}")))?;
+        app.threads.lock().unwrap_or_else(|e| e.into_inner()).push(h);
         Ok(())
     };
     // The wake-up fd stays open as long as `wake_rx` lives; the threads get
     // clones so that each owns its descriptor.
-    let clone_fd = || {
-        wake_rx
-            .try_clone()
-            .map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")))
-    };
+    let clone_fd = || wake_rx.try_clone().map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")));
     let started = (|| {
-        spawn(
-            "zmq-pub",
-            Box::new(move || publisher::run(pub_sock, pub_rx, stop_rx)),
-        )?;
+        spawn("zmq-pub", Box::new(move || publisher::run(pub_sock, pub_rx, stop_rx)))?;
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
-        spawn(
-            "zmq-sub",
-            Box::new(move || receiver::run(sub_sock, fd.as_raw_fd(), inq, st)),
-        )?;
-        let manager = Manager {
-            host,
-            cfg: cfg.clone(),
-            shared: shared.clone(),
-            pub_tx,
-            pub_port,
-            sub_port,
-        };
+        spawn("zmq-sub", Box::new(move || receiver::run(sub_sock, fd.as_raw_fd(), inq, st)))?;
+        let manager = Manager { host, cfg: cfg.clone(), shared: shared.clone(), pub_tx, pub_port, sub_port };
         let (st, fd) = (stopping.clone(), clone_fd()?);
-        spawn(
-            "zmq-manage",
-            Box::new(move || manager.run(rep, fd.as_raw_fd(), st)),
-        )?;
+        spawn("zmq-manage", Box::new(move || manager.run(rep, fd.as_raw_fd(), st)))?;
         Ok(())
     })();
     if let Err(e) = started {
@@ -500,21 +421,13 @@ impl App for ZmqApp {
     /// Forwards a snapshot request to every zmq subscriber except the one
     /// that asked for it; their apps answer with envelopes on the SUB socket.
     fn snapshot(&self, request: &Message) -> Result<(), PluginError> {
-        let req = request
-            .to_snapshot_request()
-            .map_err(|e| PluginError::new(format!("invalid snapshot request: {e}")))?;
+        let req =
+            request.to_snapshot_request().map_err(|e| PluginError::new(format!("invalid snapshot request: {e}")))?;
         let targets = self.shared.registry().snapshot_targets(&req.snapshot_id);
-        log::debug!(
-            "Forwarding snapshot request {} to {} zmq subscribers",
-            req.snapshot_id,
-            targets.len()
-        );
+        log::debug!("Forwarding snapshot request {} to {} zmq subscribers", req.snapshot_id, targets.len());
         for (p2p, q) in targets {
             if let Err(e) = q.try_send(request.clone()) {
-                log::warn!(
-                    "snapshot request {} not delivered to {p2p}: {e}",
-                    req.snapshot_id
-                );
+                log::warn!("snapshot request {} not delivered to {p2p}: {e}", req.snapshot_id);
             }
         }
         Ok(())
@@ -523,11 +436,7 @@ impl App for ZmqApp {
     fn stop(&self) -> Result<(), PluginError> {
         self.stopping.store(true, Ordering::SeqCst);
         // One byte makes the wake-up fd readable for every poller, for good.
-        let _ = self
-            .wake
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(&[1]);
+        let _ = self.wake.lock().unwrap_or_else(|e| e.into_inner()).write_all(&[1]);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let (mut manage_and_sub, mut rest) = (Vec::new(), Vec::new());
         for h in threads {
@@ -545,22 +454,11 @@ impl App for ZmqApp {
         // they hold.
         let subs = self.shared.registry().drain(&self.host);
         self.shared.retire(subs);
-        let forwarders = std::mem::take(
-            &mut *self
-                .shared
-                .retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let forwarders = std::mem::take(&mut *self.shared.retired.lock().unwrap_or_else(|e| e.into_inner()));
         for h in forwarders {
             let _ = h.join();
         }
-        if let Some(tx) = self
-            .pub_stop
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(tx) = self.pub_stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = tx.send(());
         }
         for h in rest {
@@ -592,20 +490,14 @@ mod tests {
     #[test]
     fn empty_section_gives_python_defaults() {
         let c = cfg("null").unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.manage, c.pub_port, c.sub),
-            ("127.0.0.1", 13370, 13371, 13372)
-        );
+        assert_eq!((c.host.as_str(), c.manage, c.pub_port, c.sub), ("127.0.0.1", 13370, 13371, 13372));
         assert_eq!(c.heartbeat_timeout(), None);
         assert!(c.validate().is_ok());
     }
 
     #[test]
     fn python_keys_are_accepted_and_unknown_keys_named() {
-        let c = cfg(
-            r#"{"host": "0.0.0.0", "manage": 1, "pub": 2, "sub": 3, "heartbeat_timeout": 1.5}"#,
-        )
-        .unwrap();
+        let c = cfg(r#"{"host": "0.0.0.0", "manage": 1, "pub": 2, "sub": 3, "heartbeat_timeout": 1.5}"#).unwrap();
         assert_eq!((c.manage, c.pub_port, c.sub), (1, 2, 3));
         assert_eq!(c.heartbeat_timeout(), Some(Duration::from_millis(1500)));
         let e = cfg(r#"{"mange": 1}"#).unwrap_err();
@@ -616,28 +508,16 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused() {
-        assert!(cfg(r#"{"heartbeat_timeout": -1}"#)
-            .unwrap()
-            .validate()
-            .is_err());
-        assert!(cfg(r#"{"subscriber_queue_size": 0}"#)
-            .unwrap()
-            .validate()
-            .is_err());
-        assert!(cfg(r#"{"pub_hwm": 4294967295}"#)
-            .unwrap()
-            .validate()
-            .is_err());
+        assert!(cfg(r#"{"heartbeat_timeout": -1}"#).unwrap().validate().is_err());
+        assert!(cfg(r#"{"subscriber_queue_size": 0}"#).unwrap().validate().is_err());
+        assert!(cfg(r#"{"pub_hwm": 4294967295}"#).unwrap().validate().is_err());
         assert!(cfg(r#"{"host": ""}"#).unwrap().validate().is_err());
     }
 
     #[test]
     fn ipv6_hosts_get_brackets() {
         assert_eq!(endpoint("::1", 5), ("tcp://[::1]:5".to_string(), true));
-        assert_eq!(
-            endpoint("127.0.0.1", 5),
-            ("tcp://127.0.0.1:5".to_string(), false)
-        );
+        assert_eq!(endpoint("127.0.0.1", 5), ("tcp://127.0.0.1:5".to_string(), false));
         assert_eq!(endpoint("*", 5), ("tcp://*:5".to_string(), false));
     }
 }

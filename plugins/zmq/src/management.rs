@@ -38,10 +38,7 @@ const MAX_SNAPSHOT_DAYS: i64 = 999_999_999;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Subscribe one new p2p topic to one or more Threat Bus topics.
-    Subscribe {
-        topics: Vec<String>,
-        snapshot: Duration,
-    },
+    Subscribe { topics: Vec<String>, snapshot: Duration },
     /// Remove the subscription of a p2p topic.
     Unsubscribe { p2p: String },
     /// Keep-alive of a p2p topic.
@@ -67,9 +64,7 @@ pub const REPLY_UNKNOWN: &str = r#"{"status": "unknown request"}"#;
 /// The success reply to a subscription, key order and separators as in the
 /// original (`socket.send_json({...})`).
 pub fn subscribe_reply(p2p: &str, pub_port: u16, sub_port: u16) -> String {
-    format!(
-        r#"{{"topic": "{p2p}", "pub_port": {pub_port}, "sub_port": {sub_port}, "status": "success"}}"#
-    )
+    format!(r#"{{"topic": "{p2p}", "pub_port": {pub_port}, "sub_port": {sub_port}, "status": "success"}}"#)
 }
 
 /// Python truthiness of a JSON value.
@@ -108,12 +103,9 @@ fn python_int(v: &Value) -> Result<i64, String> {
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("snapshot {s:?} is not an integer"));
             }
-            t.parse::<i64>()
-                .map_err(|_| format!("snapshot {s:?} is too large"))
+            t.parse::<i64>().map_err(|_| format!("snapshot {s:?} is too large"))
         }
-        other => Err(format!(
-            "snapshot must be an integer number of days, got {other}"
-        )),
+        other => Err(format!("snapshot must be an integer number of days, got {other}")),
     }
 }
 
@@ -133,13 +125,10 @@ pub fn snapshot_days(v: &Value) -> Result<Duration, String> {
 
 /// Parses one management request frame.
 pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
-    let text = std::str::from_utf8(frame)
-        .map_err(|e| Rejection::Error(format!("request is not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Rejection::Error(format!("request is not valid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| Rejection::Error("request is not a JSON object".into()))?;
+    let text = std::str::from_utf8(frame).map_err(|e| Rejection::Error(format!("request is not UTF-8: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| Rejection::Error(format!("request is not valid JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| Rejection::Error("request is not a JSON object".into()))?;
     // The original converts `snapshot` before looking at the action, so a
     // bad snapshot is an error for every action.
     let snapshot = match obj.get("snapshot") {
@@ -152,9 +141,7 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
     };
     let p2p = |t: &Value| match t {
         Value::String(s) => Ok(s.clone()),
-        other => Err(Rejection::Error(format!(
-            "p2p topic must be a string, got {other}"
-        ))),
+        other => Err(Rejection::Error(format!("p2p topic must be a string, got {other}"))),
     };
     match obj.get("action").and_then(Value::as_str) {
         Some("heartbeat") => Ok(Request::Heartbeat { p2p: p2p(topic)? }),
@@ -166,18 +153,12 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
                     .iter()
                     .map(|item| match item {
                         Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                        Value::String(_) => {
-                            Err(Rejection::Error("empty topic in topic list".into()))
-                        }
-                        other => Err(Rejection::Error(format!(
-                            "topics must be strings, got {other}"
-                        ))),
+                        Value::String(_) => Err(Rejection::Error("empty topic in topic list".into())),
+                        other => Err(Rejection::Error(format!("topics must be strings, got {other}"))),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
                 other => {
-                    return Err(Rejection::Error(format!(
-                        "topic must be a string or a list of strings, got {other}"
-                    )))
+                    return Err(Rejection::Error(format!("topic must be a string or a list of strings, got {other}")))
                 }
             };
             Ok(Request::Subscribe { topics, snapshot })
@@ -190,31 +171,19 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
 /// (`getrandom`, via `rand::rngs::OsRng`), sampled uniformly.
 pub fn random_p2p_topic() -> String {
     let mut rng = rand::rngs::OsRng.unwrap_err();
-    (0..P2P_TOPIC_LEN)
-        .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
-        .collect()
+    (0..P2P_TOPIC_LEN).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect()
 }
 
 /// What the registry needs from the bus; implemented by the host handle.
 pub trait Bus {
     /// `subscribe_callback`: returns the snapshot id if one was requested.
-    fn subscribe(
-        &self,
-        topic: &str,
-        queue: &Queue,
-        snapshot: Duration,
-    ) -> Result<Option<String>, String>;
+    fn subscribe(&self, topic: &str, queue: &Queue, snapshot: Duration) -> Result<Option<String>, String>;
     /// `unsubscribe_callback`.
     fn unsubscribe(&self, topic: &str, queue: &Queue) -> Result<(), String>;
 }
 
 impl Bus for threatbus_plugin_api::Host {
-    fn subscribe(
-        &self,
-        topic: &str,
-        queue: &Queue,
-        snapshot: Duration,
-    ) -> Result<Option<String>, String> {
+    fn subscribe(&self, topic: &str, queue: &Queue, snapshot: Duration) -> Result<Option<String>, String> {
         threatbus_plugin_api::Host::subscribe(self, topic, queue, snapshot)
     }
     fn unsubscribe(&self, topic: &str, queue: &Queue) -> Result<(), String> {
@@ -284,14 +253,7 @@ impl Registry {
                 }
             }
         }
-        let sub = Subscription {
-            p2p: p2p.clone(),
-            topics,
-            queue,
-            snapshot_ids,
-            last_seen: now,
-            forwarder: None,
-        };
+        let sub = Subscription { p2p: p2p.clone(), topics, queue, snapshot_ids, last_seen: now, forwarder: None };
         Ok(self.subs.entry(p2p).or_insert(sub))
     }
 
@@ -327,9 +289,7 @@ impl Registry {
             .filter(|s| now.saturating_duration_since(s.last_seen) >= timeout)
             .map(|s| s.p2p.clone())
             .collect();
-        dead.iter()
-            .filter_map(|p| self.unsubscribe(bus, p))
-            .collect()
+        dead.iter().filter_map(|p| self.unsubscribe(bus, p)).collect()
     }
 
     /// The queues a snapshot request goes to: every subscription except the
@@ -383,130 +343,73 @@ mod tests {
 
     #[test]
     fn subscription_without_snapshot_is_zero() {
-        assert_eq!(
-            req(r#"{"action": "subscribe", "topic": "some/topic"}"#),
-            sub(&["some/topic"], 0)
-        );
+        assert_eq!(req(r#"{"action": "subscribe", "topic": "some/topic"}"#), sub(&["some/topic"], 0));
     }
 
     #[test]
     fn subscription_snapshot_is_in_days() {
-        assert_eq!(
-            req(r#"{"action": "subscribe", "snapshot": 17, "topic": "some/topic"}"#),
-            sub(&["some/topic"], 17)
-        );
+        assert_eq!(req(r#"{"action": "subscribe", "snapshot": 17, "topic": "some/topic"}"#), sub(&["some/topic"], 17));
     }
 
     #[test]
     fn numeric_string_snapshot_is_accepted() {
-        assert_eq!(
-            req(r#"{"action": "subscribe", "snapshot": "30", "topic": "t"}"#),
-            sub(&["t"], 30)
-        );
-        assert_eq!(
-            req(r#"{"action": "subscribe", "snapshot": " +30 ", "topic": "t"}"#),
-            sub(&["t"], 30)
-        );
+        assert_eq!(req(r#"{"action": "subscribe", "snapshot": "30", "topic": "t"}"#), sub(&["t"], 30));
+        assert_eq!(req(r#"{"action": "subscribe", "snapshot": " +30 ", "topic": "t"}"#), sub(&["t"], 30));
     }
 
     #[test]
     fn float_snapshot_truncates_like_python_int() {
-        assert_eq!(
-            req(r#"{"action": "subscribe", "snapshot": 2.9, "topic": "t"}"#),
-            sub(&["t"], 2)
-        );
+        assert_eq!(req(r#"{"action": "subscribe", "snapshot": 2.9, "topic": "t"}"#), sub(&["t"], 2));
     }
 
     #[test]
     fn negative_snapshot_means_none() {
-        assert_eq!(
-            req(r#"{"action": "subscribe", "snapshot": -5, "topic": "t"}"#),
-            sub(&["t"], 0)
-        );
+        assert_eq!(req(r#"{"action": "subscribe", "snapshot": -5, "topic": "t"}"#), sub(&["t"], 0));
     }
 
     #[test]
     fn bad_snapshot_is_an_error_for_every_action() {
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": "FOO", "topic": "t"}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "heartbeat", "snapshot": "FOO", "topic": "t"}"#
-        )));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": "FOO", "topic": "t"}"#)));
+        assert!(is_error(req(r#"{"action": "heartbeat", "snapshot": "FOO", "topic": "t"}"#)));
         assert!(is_error(req(r#"{"action": "FOO", "snapshot": "FOO"}"#)));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": "3.5", "topic": "t"}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": null, "topic": "t"}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": [1], "topic": "t"}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": 1000000000, "topic": "t"}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "snapshot": 18446744073709551615, "topic": "t"}"#
-        )));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": "3.5", "topic": "t"}"#)));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": null, "topic": "t"}"#)));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": [1], "topic": "t"}"#)));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": 1000000000, "topic": "t"}"#)));
+        assert!(is_error(req(r#"{"action": "subscribe", "snapshot": 18446744073709551615, "topic": "t"}"#)));
     }
 
     #[test]
     fn topic_lists_are_one_request() {
         assert_eq!(
-            req(
-                r#"{"action": "subscribe", "topic": ["stix2/indicator", "stix2/sighting"], "snapshot": 0}"#
-            ),
+            req(r#"{"action": "subscribe", "topic": ["stix2/indicator", "stix2/sighting"], "snapshot": 0}"#),
             sub(&["stix2/indicator", "stix2/sighting"], 0)
         );
     }
 
     #[test]
     fn non_string_list_items_are_an_error() {
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#
-        )));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#
-        )));
+        assert!(is_error(req(r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#)));
+        assert!(is_error(req(r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#)));
         assert!(is_error(req(r#"{"action": "subscribe", "topic": 5}"#)));
-        assert!(is_error(req(
-            r#"{"action": "subscribe", "topic": {"a": 1}}"#
-        )));
+        assert!(is_error(req(r#"{"action": "subscribe", "topic": {"a": 1}}"#)));
     }
 
     #[test]
     fn unsubscribe_and_heartbeat_take_the_p2p_topic() {
-        assert_eq!(
-            req(r#"{"action": "unsubscribe", "topic": "abc"}"#),
-            Ok(Request::Unsubscribe { p2p: "abc".into() })
-        );
-        assert_eq!(
-            req(r#"{"action": "heartbeat", "topic": "abc"}"#),
-            Ok(Request::Heartbeat { p2p: "abc".into() })
-        );
-        assert!(is_error(req(
-            r#"{"action": "heartbeat", "topic": ["abc"]}"#
-        )));
+        assert_eq!(req(r#"{"action": "unsubscribe", "topic": "abc"}"#), Ok(Request::Unsubscribe { p2p: "abc".into() }));
+        assert_eq!(req(r#"{"action": "heartbeat", "topic": "abc"}"#), Ok(Request::Heartbeat { p2p: "abc".into() }));
+        assert!(is_error(req(r#"{"action": "heartbeat", "topic": ["abc"]}"#)));
         assert!(is_error(req(r#"{"action": "unsubscribe", "topic": 7}"#)));
     }
 
     #[test]
     fn unknown_action_or_missing_topic_is_unknown_request() {
         assert_eq!(req(r#"{"action": "FOO"}"#), Err(Rejection::Unknown));
-        assert_eq!(
-            req(r#"{"action": "FOO", "topic": "t"}"#),
-            Err(Rejection::Unknown)
-        );
+        assert_eq!(req(r#"{"action": "FOO", "topic": "t"}"#), Err(Rejection::Unknown));
         assert_eq!(req(r#"{"topic": "t"}"#), Err(Rejection::Unknown));
         for action in ["subscribe", "unsubscribe", "heartbeat"] {
-            for topic in [
-                "",
-                r#""topic": """#,
-                r#""topic": []"#,
-                r#""topic": null"#,
-                r#""topic": 0"#,
-            ] {
+            for topic in ["", r#""topic": """#, r#""topic": []"#, r#""topic": null"#, r#""topic": 0"#] {
                 let sep = if topic.is_empty() { "" } else { ", " };
                 let r = req(&format!(r#"{{"action": "{action}"{sep}{topic}}}"#));
                 assert_eq!(r, Err(Rejection::Unknown), "{action} {topic}");
@@ -516,14 +419,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for bad in [
-            "FOO",
-            "",
-            "[1, 2]",
-            "\"subscribe\"",
-            "null",
-            "{\"action\": ",
-        ] {
+        for bad in ["FOO", "", "[1, 2]", "\"subscribe\"", "null", "{\"action\": "] {
             assert!(is_error(req(bad)), "{bad:?}");
         }
         assert!(is_error(parse_request(&[0xff, 0xfe, b'{', b'}'])));
@@ -559,12 +455,7 @@ mod tests {
     }
 
     impl Bus for RecordingBus {
-        fn subscribe(
-            &self,
-            topic: &str,
-            _: &Queue,
-            snapshot: Duration,
-        ) -> Result<Option<String>, String> {
+        fn subscribe(&self, topic: &str, _: &Queue, snapshot: Duration) -> Result<Option<String>, String> {
             self.calls.lock().unwrap().push(format!("+{topic}"));
             if self.refuse == Some(topic) {
                 return Err("refused".into());
@@ -579,16 +470,10 @@ mod tests {
 
     #[test]
     fn failed_subscribe_rolls_back_and_stores_nothing() {
-        let bus = RecordingBus {
-            refuse: Some("c"),
-            ..Default::default()
-        };
+        let bus = RecordingBus { refuse: Some("c"), ..Default::default() };
         let mut reg = Registry::default();
         let topics = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let err = reg
-            .subscribe(&bus, topics, Duration::ZERO, 10, Instant::now())
-            .err()
-            .unwrap();
+        let err = reg.subscribe(&bus, topics, Duration::ZERO, 10, Instant::now()).err().unwrap();
         assert!(err.contains("cannot subscribe to c"), "{err}");
         assert!(reg.is_empty());
         assert_eq!(*bus.calls.lock().unwrap(), ["+a", "+b", "+c", "-a", "-b"]);
@@ -599,21 +484,9 @@ mod tests {
         let bus = RecordingBus::default();
         let mut reg = Registry::default();
         let now = Instant::now();
-        let a = reg
-            .subscribe(&bus, vec!["x".into()], Duration::from_secs(86_400), 10, now)
-            .unwrap()
-            .p2p
-            .clone();
-        let b = reg
-            .subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, now)
-            .unwrap()
-            .p2p
-            .clone();
-        let targets: Vec<String> = reg
-            .snapshot_targets("snap-x")
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::from_secs(86_400), 10, now).unwrap().p2p.clone();
+        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, now).unwrap().p2p.clone();
+        let targets: Vec<String> = reg.snapshot_targets("snap-x").into_iter().map(|(p, _)| p).collect();
         assert_eq!(targets, vec![b.clone()]);
         assert_eq!(reg.snapshot_targets("other").len(), 2);
         assert!(reg.unsubscribe(&bus, &a).is_some());
@@ -626,16 +499,8 @@ mod tests {
         let mut reg = Registry::default();
         let t0 = Instant::now();
         let timeout = Duration::from_secs(30);
-        let a = reg
-            .subscribe(&bus, vec!["x".into()], Duration::ZERO, 10, t0)
-            .unwrap()
-            .p2p
-            .clone();
-        let b = reg
-            .subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, t0)
-            .unwrap()
-            .p2p
-            .clone();
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, 10, t0).unwrap().p2p.clone();
+        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, t0).unwrap().p2p.clone();
         assert_eq!(reg.next_expiry(timeout), Some(t0 + timeout));
         assert!(reg.heartbeat(&a, t0 + Duration::from_secs(20)));
         let expired = reg.expire(&bus, t0 + Duration::from_secs(31), timeout);

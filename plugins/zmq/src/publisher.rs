@@ -24,9 +24,7 @@ const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// are never sent to apps (snapshot envelopes are unwrapped by the core).
 pub fn frame(p2p: &str, msg: &Message) -> Option<zmq::Message> {
     let type_name = match msg.kind() {
-        MessageKind::INDICATOR | MessageKind::SIGHTING | MessageKind::SNAPSHOT_REQUEST => {
-            msg.kind().type_name()
-        }
+        MessageKind::INDICATOR | MessageKind::SIGHTING | MessageKind::SNAPSHOT_REQUEST => msg.kind().type_name(),
         _ => return None,
     };
     let json = msg.json().as_bytes();
@@ -55,10 +53,7 @@ pub fn forward(p2p: Arc<str>, queue: Queue, out: Sender<Batch>) {
         for msg in &batch {
             match frame(&p2p, msg) {
                 Some(f) => frames.push(f),
-                None => log::warn!(
-                    "Skipping unknown message type '{}' for topic subscription {p2p}.",
-                    msg.topic()
-                ),
+                None => log::warn!("Skipping unknown message type '{}' for topic subscription {p2p}.", msg.topic()),
             }
         }
         if out.send(frames).is_err() {

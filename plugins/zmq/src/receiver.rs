@@ -57,10 +57,7 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, Rejected> {
     let text = std::str::from_utf8(frame).map_err(|_| Rejected::NotUtf8)?;
     let (topic, json) = text.split_once(' ').ok_or(Rejected::NoSeparator)?;
     let kind = kind_of(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
-    Message::parse(kind, json).map_err(|e| Rejected::Invalid {
-        topic: topic.to_string(),
-        reason: e.to_string(),
-    })
+    Message::parse(kind, json).map_err(|e| Rejected::Invalid { topic: topic.to_string(), reason: e.to_string() })
 }
 
 /// Limits how often bad input is logged, so a broken app cannot flood the
@@ -75,23 +72,14 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     pub fn new(window: Duration, burst: u32) -> Self {
-        Self {
-            window,
-            burst,
-            start: Instant::now(),
-            count: 0,
-            suppressed: 0,
-        }
+        Self { window, burst, start: Instant::now(), count: 0, suppressed: 0 }
     }
 
     /// Whether to log this occurrence.
     pub fn allow(&mut self, now: Instant) -> bool {
         if now.duration_since(self.start) >= self.window {
             if self.suppressed > 0 {
-                log::warn!(
-                    "{} more invalid messages from apps were dropped without a log line",
-                    self.suppressed
-                );
+                log::warn!("{} more invalid messages from apps were dropped without a log line", self.suppressed);
             }
             self.start = now;
             self.count = 0;
@@ -124,9 +112,7 @@ fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
             Ok(()) => return true,
             Err(SendError::Closed) => return false,
             Err(_) if stopping.load(Ordering::Relaxed) => {
-                log::warn!(
-                    "inbound queue full while stopping; a message from an app was not accepted"
-                );
+                log::warn!("inbound queue full while stopping; a message from an app was not accepted");
                 return false;
             }
             Err(_) => continue,
@@ -142,10 +128,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
     // True while skipping the remaining parts of a multipart message.
     let mut skipping = false;
     'outer: loop {
-        let mut items = [
-            socket.as_poll_item(zmq::POLLIN),
-            zmq::PollItem::from_fd(wake_fd, zmq::POLLIN),
-        ];
+        let mut items = [socket.as_poll_item(zmq::POLLIN), zmq::PollItem::from_fd(wake_fd, zmq::POLLIN)];
         match zmq::poll(&mut items, -1) {
             Ok(_) => {}
             Err(zmq::Error::EINTR) => continue,
@@ -208,40 +191,19 @@ mod tests {
     fn topics_map_to_kinds() {
         assert_eq!(kind_of("stix2/indicator"), Some(MessageKind::INDICATOR));
         assert_eq!(kind_of("stix2/sighting"), Some(MessageKind::SIGHTING));
-        assert_eq!(
-            kind_of("threatbus/snapshotenvelope"),
-            Some(MessageKind::SNAPSHOT_ENVELOPE)
-        );
-        for bad in [
-            "threatbus/snapshotenvelopeX",
-            "stix2/",
-            "stix2/indicatorX",
-            "stix2/malware",
-            "threatbus/intel",
-            "",
-        ] {
+        assert_eq!(kind_of("threatbus/snapshotenvelope"), Some(MessageKind::SNAPSHOT_ENVELOPE));
+        for bad in ["threatbus/snapshotenvelopeX", "stix2/", "stix2/indicatorX", "stix2/malware", "threatbus/intel", ""]
+        {
             assert_eq!(kind_of(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn frames_without_topic_or_utf8_are_rejected() {
-        assert!(matches!(
-            decode_frame(b"stix2/indicator"),
-            Err(Rejected::NoSeparator)
-        ));
-        assert!(matches!(
-            decode_frame(&[0xff, b' ', b'{', b'}']),
-            Err(Rejected::NotUtf8)
-        ));
-        assert!(matches!(
-            decode_frame(b"threatbus/snapshotenvelopeX {}"),
-            Err(Rejected::UnknownTopic(_))
-        ));
-        assert!(matches!(
-            decode_frame(b"stix2/malware {}"),
-            Err(Rejected::UnknownTopic(_))
-        ));
+        assert!(matches!(decode_frame(b"stix2/indicator"), Err(Rejected::NoSeparator)));
+        assert!(matches!(decode_frame(&[0xff, b' ', b'{', b'}']), Err(Rejected::NotUtf8)));
+        assert!(matches!(decode_frame(b"threatbus/snapshotenvelopeX {}"), Err(Rejected::UnknownTopic(_))));
+        assert!(matches!(decode_frame(b"stix2/malware {}"), Err(Rejected::UnknownTopic(_))));
     }
 
     #[test]

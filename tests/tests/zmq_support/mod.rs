@@ -27,11 +27,7 @@ pub struct Ports {
 impl Ports {
     pub fn free() -> Ports {
         loop {
-            let p = Ports {
-                manage: free_port(),
-                pub_port: free_port(),
-                sub_port: free_port(),
-            };
+            let p = Ports { manage: free_port(), pub_port: free_port(), sub_port: free_port() };
             if p.manage != p.pub_port && p.pub_port != p.sub_port && p.manage != p.sub_port {
                 return p;
             }
@@ -70,11 +66,7 @@ impl ZmqBus {
         let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
         let mut bus = Bus::start(&config(ports, extra), dir.path());
         bus.wait_for("ZeroMQ app plugin started");
-        ZmqBus {
-            bus,
-            ports,
-            _dir: dir,
-        }
+        ZmqBus { bus, ports, _dir: dir }
     }
 
     /// Sends one management request (raw bytes) and returns the raw reply.
@@ -90,10 +82,7 @@ impl ZmqBus {
 
     /// The `status` of the reply to `req`.
     pub fn status(&self, req: &str) -> String {
-        self.request(req)["status"]
-            .as_str()
-            .expect("status is a string")
-            .to_string()
+        self.request(req)["status"].as_str().expect("status is a string").to_string()
     }
 
     /// Subscribes like an app does and connects the SUB socket.
@@ -120,10 +109,7 @@ pub fn request_raw(manage: u16, frames: &[&[u8]]) -> String {
     s.set_linger(0).unwrap();
     s.connect(&format!("tcp://127.0.0.1:{manage}")).unwrap();
     s.send_multipart(frames.iter().copied(), 0).unwrap();
-    assert!(
-        s.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap() > 0,
-        "no management reply within {WAIT:?}"
-    );
+    assert!(s.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap() > 0, "no management reply within {WAIT:?}");
     let parts = s.recv_multipart(0).unwrap();
     assert_eq!(parts.len(), 1, "management replies are single frames");
     String::from_utf8(parts.into_iter().next().unwrap()).expect("reply is UTF-8")
@@ -166,36 +152,20 @@ impl Client {
 
     /// The next frame within `timeout`, split into type and JSON.
     pub fn try_recv(&self, timeout: Duration) -> Option<Delivery> {
-        if self
-            .sub
-            .poll(zmq::POLLIN, timeout.as_millis() as i64)
-            .unwrap()
-            == 0
-        {
+        if self.sub.poll(zmq::POLLIN, timeout.as_millis() as i64).unwrap() == 0 {
             return None;
         }
         let frame = self.sub.recv_bytes(0).unwrap();
-        assert!(
-            !self.sub.get_rcvmore().unwrap(),
-            "deliveries are single frames"
-        );
+        assert!(!self.sub.get_rcvmore().unwrap(), "deliveries are single frames");
         let text = String::from_utf8(frame).expect("deliveries are UTF-8");
-        let rest = text
-            .strip_prefix(&self.p2p)
-            .unwrap_or_else(|| panic!("frame without my p2p topic: {text}"));
-        let (kind, json) = rest
-            .split_once(' ')
-            .unwrap_or_else(|| panic!("frame without a space: {text}"));
-        Some(Delivery {
-            kind: kind.to_string(),
-            json: json.to_string(),
-        })
+        let rest = text.strip_prefix(&self.p2p).unwrap_or_else(|| panic!("frame without my p2p topic: {text}"));
+        let (kind, json) = rest.split_once(' ').unwrap_or_else(|| panic!("frame without a space: {text}"));
+        Some(Delivery { kind: kind.to_string(), json: json.to_string() })
     }
 
     /// The next frame; panics after [`WAIT`].
     pub fn recv(&self) -> Delivery {
-        self.try_recv(WAIT)
-            .unwrap_or_else(|| panic!("{}: nothing received within {WAIT:?}", self.p2p))
+        self.try_recv(WAIT).unwrap_or_else(|| panic!("{}: nothing received within {WAIT:?}", self.p2p))
     }
 
     /// The next frame that is not a warm-up message.
@@ -236,8 +206,7 @@ impl Publisher {
         let sock = zctx().socket(zmq::PUB).unwrap();
         sock.set_linger(1000).unwrap();
         sock.set_sndhwm(0).unwrap();
-        sock.connect(&format!("tcp://127.0.0.1:{sub_port}"))
-            .unwrap();
+        sock.connect(&format!("tcp://127.0.0.1:{sub_port}")).unwrap();
         Publisher { sock }
     }
 
@@ -266,10 +235,7 @@ impl Publisher {
         let mut done = vec![false; clients.len()];
         let mut n = 0u64;
         while done.iter().any(|d| !d) {
-            assert!(
-                Instant::now() < deadline,
-                "clients did not connect within {WAIT:?}"
-            );
+            assert!(Instant::now() < deadline, "clients did not connect within {WAIT:?}");
             n += 1;
             self.indicator(&indicator_json(WARMUP_TAG, n));
             self.sighting(&sighting_json(WARMUP_TAG, n, &indicator_id(WARMUP_TAG, n)));
@@ -286,17 +252,12 @@ impl Publisher {
 pub const WARMUP_TAG: u32 = 0x0000_beef;
 
 fn is_warmup_id(id: &str) -> bool {
-    id.split_once("--")
-        .is_some_and(|(_, uuid)| uuid.starts_with(&format!("{WARMUP_TAG:08x}-")))
+    id.split_once("--").is_some_and(|(_, uuid)| uuid.starts_with(&format!("{WARMUP_TAG:08x}-")))
 }
 
 /// A valid random-looking UUIDv4 built from a tag and a number.
 pub fn uuid(tag: u32, n: u64) -> String {
-    format!(
-        "{tag:08x}-{:04x}-4000-8000-{:012x}",
-        (n >> 48) & 0xffff,
-        n & 0xffff_ffff_ffff
-    )
+    format!("{tag:08x}-{:04x}-4000-8000-{:012x}", (n >> 48) & 0xffff, n & 0xffff_ffff_ffff)
 }
 
 pub fn indicator_id(tag: u32, n: u64) -> String {
