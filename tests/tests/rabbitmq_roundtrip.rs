@@ -332,3 +332,39 @@ fn idle_connections_survive_short_heartbeats() {
     assert!(!log.contains("connection lost") && !log.contains("connection failed"), "{log}");
     assert_eq!(log.matches("RabbitMQ publisher: connected").count(), 1, "{log}");
 }
+
+/// `exclusive: true`: the queue belongs to the consumer's connection (the
+/// publisher does not declare it), messages still flow, and the broker
+/// deletes the queue when the bus closes its connection.
+#[test]
+fn exclusive_queue_works_and_goes_away() {
+    require_rabbitmq!("exclusive_queue_works_and_goes_away");
+    let mut setup = RmqSetup::fresh();
+    setup.queue_extra = "exclusive: true\nmax_items: 100".into();
+    let mut bus = RmqBus::start(setup.clone());
+    let c = bus.subscribe(json!("stix2/sighting"), 0);
+    let app = bus.publisher();
+    app.sync(&[&c]);
+    let sig = sighting_json(TAG, 40, &indicator_id(TAG, 40));
+    app.sighting(&sig);
+    assert_eq!(c.recv_until(&sighting_id(TAG, 40)).last().map(|d| d.json.clone()), Some(sig));
+    // (A passive declare from another connection is refused for an
+    // exclusive queue: ask rabbitmqctl.)
+    let queues = || rabbitmqctl(&["list_queues", "-q", "--no-table-headers", "name", "exclusive", "consumers"]);
+    let line = format!("{}\ttrue\t1", setup.queue_name());
+    let before = queues();
+    assert!(before.lines().any(|l| l.trim_end() == line), "{before}");
+    assert!(bus.bus.terminate().success());
+    // Deleted with its connection (the broker's bookkeeping may trail the
+    // close-ok a little; bounded wait).
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let after = queues();
+        if !after.contains(&setup.queue_name()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "exclusive queue still there: {after}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Amqp::connect().delete_exchange(&setup.exchange);
+}
