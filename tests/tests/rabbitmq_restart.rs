@@ -7,8 +7,8 @@
 //! broker from reading the publisher's connection, so the restart drops
 //! them on the floor), and still in the bus's inbound queue.
 //!
-//! Alone in its own test binary because it stops the broker (cargo runs
-//! test binaries one after the other).
+//! In their own test binary because they stop the broker (cargo runs test
+//! binaries one after the other); a lock keeps the two tests apart.
 
 mod zmq_support;
 #[macro_use]
@@ -31,9 +31,16 @@ const FIRST: u64 = 3_000;
 /// Distinct indicators received before the broker is restarted.
 const RESTART_AT: usize = 2_000;
 
+/// The tests of this file stop the broker: one at a time.
+fn broker_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn broker_restart_mid_stream_loses_no_indicator() {
     require_rabbitmq!("broker_restart_mid_stream_loses_no_indicator");
+    let _lock = broker_lock();
     let amqp = Amqp::connect();
     let mut setup = RmqSetup::fresh();
     setup.durable = true;
@@ -139,5 +146,68 @@ fn wait_until_publisher_blocked(queue: &str) {
         }
         assert!(Instant::now() < deadline, "the publisher connection was not blocked:\n{out}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Started while the broker is down, the bus keeps what its apps send and
+/// publishes it once the broker is there; stopped while the broker is down,
+/// it still exits within its time budget.
+#[test]
+fn bus_started_before_the_broker_delivers_once_it_is_up() {
+    require_rabbitmq!("bus_started_before_the_broker_delivers_once_it_is_up");
+    let _lock = broker_lock();
+    let setup = RmqSetup::fresh();
+    let down = BrokerDown::stop();
+    let mut bus = RmqBus::start_no_wait(setup.clone());
+    bus.bus.wait_for("RabbitMQ publisher: connection failed to open");
+    // The zmq side works without the broker; what the app sends waits in
+    // the bus (nothing is delivered: local delivery goes through RabbitMQ).
+    let client = bus.subscribe(json!("stix2/indicator"), 0);
+    let app = bus.publisher();
+    let first = indicator_json(TAG, 1_000_001);
+    // The PUB socket connects asynchronously and drops what it sends
+    // before: send the same indicator for a second (the copies that made
+    // it wait in the bus; duplicates are fine). None is delivered.
+    for _ in 0..20 {
+        app.indicator(&first);
+        assert!(client.try_recv(Duration::from_millis(50)).is_none(), "delivered without a broker");
+    }
+    drop(down);
+    bus.bus.wait_for("RabbitMQ consumer: reconnected");
+    bus.bus.wait_for("RabbitMQ publisher: reconnected");
+    // Sync (warm-ups) proves the zmq connections; the first indicator was
+    // accepted before and must arrive too.
+    app.sync(&[&client]);
+    let got = client.recv_until(&indicator_id(TAG, 1_000_001));
+    assert_eq!(got.last().map(|d| d.json.clone()), Some(first));
+
+    // Broker gone again: SIGTERM still ends the bus within its budget,
+    // and it says what it could not publish.
+    let _down = BrokerDown::stop();
+    app.indicator(&indicator_json(TAG, 1_000_002));
+    let st = bus.bus.terminate();
+    assert!(st.success(), "{st:?}\n{}", bus.bus.log());
+    let log = bus.bus.log();
+    assert!(log.contains("RabbitMQ backbone stopped"), "{log}");
+    eprintln!("{}", log.lines().filter(|l| l.contains("RabbitMQ")).collect::<Vec<_>>().join("\n"));
+    drop(_down);
+    Amqp::connect().delete_exchange(&setup.exchange);
+}
+
+/// `rabbitmqctl stop_app` until dropped (then `start_app`), also when the
+/// test fails.
+struct BrokerDown;
+
+impl BrokerDown {
+    fn stop() -> BrokerDown {
+        rabbitmqctl(&["stop_app"]);
+        BrokerDown
+    }
+}
+
+impl Drop for BrokerDown {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+        let _ = Command::new("rabbitmqctl").arg("await_startup").output();
     }
 }

@@ -141,7 +141,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
                 let delay = backoff.next_delay();
                 if failures == 1 {
                     log::warn!(
-                        "RabbitMQ publisher: connection failed to open: {e}; retrying every {delay:?} and later"
+                        "RabbitMQ publisher: connection failed to open: {e}; retrying with backoff, first in {delay:?}"
                     );
                 } else {
                     log::debug!("RabbitMQ publisher: connection attempt {failures} failed: {e}; retrying in {delay:?}");

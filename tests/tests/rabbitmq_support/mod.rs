@@ -136,12 +136,18 @@ pub struct RmqBus {
 impl RmqBus {
     /// Starts the bus and waits until both AMQP connections are up.
     pub fn start(setup: RmqSetup) -> RmqBus {
+        let mut b = Self::start_no_wait(setup);
+        b.bus.wait_for("RabbitMQ consumer: consuming from queue");
+        b.bus.wait_for("RabbitMQ publisher: connected");
+        b
+    }
+
+    /// Starts the bus and waits only for the zmq app (the broker may be down).
+    pub fn start_no_wait(setup: RmqSetup) -> RmqBus {
         let ports = Ports::free();
         let dir = PluginDir::with(&["threatbus_backbone_rabbitmq", "threatbus_app_zmq"]);
         let mut bus = Bus::start(&rmq_config(ports, &setup), dir.path());
         bus.wait_for("ZeroMQ app plugin started");
-        bus.wait_for("RabbitMQ consumer: consuming from queue");
-        bus.wait_for("RabbitMQ publisher: connected");
         RmqBus { bus, ports, setup, _dir: dir }
     }
 
