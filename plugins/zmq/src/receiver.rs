@@ -120,6 +120,9 @@ fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
     }
 }
 
+/// Most frames decoded before they are handed to inq.
+const BATCH: usize = 64;
+
 /// The receiver thread: reads the SUB socket until `wake_fd` becomes
 /// readable (the plugin stops).
 pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
@@ -127,6 +130,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
     let mut limiter = LogLimiter::new(Duration::from_secs(10), 20);
     // True while skipping the remaining parts of a multipart message.
     let mut skipping = false;
+    let mut batch = Vec::with_capacity(BATCH);
     'outer: loop {
         let mut items = [socket.as_poll_item(zmq::POLLIN), zmq::PollItem::from_fd(wake_fd, zmq::POLLIN)];
         match zmq::poll(&mut items, -1) {
@@ -143,15 +147,21 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
         if !items[0].is_readable() {
             continue;
         }
-        // Drain what is there, but look at the wake-up fd now and then.
-        for _ in 0..4096 {
+        // Drain what is there (at most BATCH frames, then look at the
+        // wake-up fd again). Decoded messages are handed to inq together,
+        // so that under load the backbone takes them in batches instead of
+        // being woken for every single one; at low rates a batch is one
+        // message and nothing waits.
+        let mut eof = false;
+        for _ in 0..BATCH {
             match socket.recv(&mut frame, zmq::DONTWAIT) {
                 Ok(()) => {}
                 Err(zmq::Error::EAGAIN) => break,
                 Err(zmq::Error::EINTR) => continue,
                 Err(e) => {
                     log::error!("ZeroMQ receiver cannot receive: {e}");
-                    break 'outer;
+                    eof = true;
+                    break;
                 }
             }
             let more = frame.get_more();
@@ -168,9 +178,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
             match decode_frame(&frame) {
                 Ok(msg) => {
                     log::trace!("received {msg:?}");
-                    if !forward(&inq, msg, &stopping) {
-                        break 'outer;
-                    }
+                    batch.push(msg);
                 }
                 Err(e) => {
                     if limiter.allow(Instant::now()) {
@@ -178,6 +186,14 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
                     }
                 }
             }
+        }
+        for msg in batch.drain(..) {
+            if !forward(&inq, msg, &stopping) {
+                break 'outer;
+            }
+        }
+        if eof {
+            break;
         }
     }
     log::debug!("ZeroMQ receiver stopped");
