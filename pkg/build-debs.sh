@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 cargo build --release
 for crate in threatbus threatbus-backbone-inmem threatbus-app-zmq threatbus-backbone-rabbitmq; do
-    cargo deb --no-build -p "$crate"
+    cargo deb --no-build --strip -p "$crate"
 done
 ls -1 target/debian/*.deb

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the Debian packages, installs them, and checks that the installed
+# bus finds its plugins in /usr/lib/threatbus/plugins, starts on the shipped
+# /etc/threatbus/config.yaml (inmem + zmq) and stops cleanly on SIGTERM.
+# Then removes the packages again. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash pkg/build-debs.sh
+debs=(target/debian/threatbus_*.deb target/debian/threatbus-backbone-inmem_*.deb
+      target/debian/threatbus-app-zmq_*.deb target/debian/threatbus-backbone-rabbitmq_*.deb)
+cleanup() { dpkg -P threatbus-app-zmq threatbus-backbone-inmem threatbus-backbone-rabbitmq threatbus >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+dpkg -i "${debs[@]}"
+list=$(threatbus plugins list)
+echo "$list"
+for p in inmem zmq rabbitmq; do
+    grep -E "^ok +$p " <<<"$list" >/dev/null || { echo "FAIL: plugin $p not listed as ok"; exit 1; }
+done
+log=$(mktemp)
+(cd /tmp && exec threatbus -c /etc/threatbus/config.yaml >"$log" 2>&1) &
+pid=$!
+for _ in $(seq 1 100); do
+    grep -q "Threat Bus running" "$log" && break
+    sleep 0.1
+done
+grep -q "Threat Bus running: backbones \[inmem\], apps \[zmq\]" "$log" || { cat "$log"; echo "FAIL: bus did not start"; exit 1; }
+kill -TERM "$pid"
+wait "$pid" || { cat "$log"; echo "FAIL: bus did not exit 0 on SIGTERM"; exit 1; }
+echo "packages: 1 passed, 0 failed"
