@@ -9,7 +9,7 @@ use std::time::Duration;
 use abi_stable::std_types::{RResult, RStr};
 use serde::de::DeserializeOwned;
 
-use crate::abi::{HostServices_Ref, PluginError, PluginInstance, PluginVTable, PluginVTable_Ref};
+use crate::abi::{HostServices_Ref, PluginError, PluginInstance, PluginVTable};
 use crate::{Message, Queue};
 
 /// A backbone routes every message from `inq` to the queues subscribed to a
@@ -214,19 +214,22 @@ pub mod __private {
         let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(state as *mut T))));
     }
 
-    fn instance<T>(value: T, vtable: PluginVTable_Ref) -> PluginInstance {
-        PluginInstance { state: Box::into_raw(Box::new(value)) as *const c_void, vtable }
-    }
-
-    fn start<T>(
+    /// Installs the logger, runs `init` and wraps the result with `vtable`,
+    /// all inside `catch_unwind`.
+    fn entry<T>(
         services: HostServices_Ref,
         config_json: RStr<'_>,
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
-    ) -> Result<T, PluginError> {
-        crate::logging::install_forwarding_logger(services, name);
-        let ctx = PluginContext::new(name, config_json.as_str().to_string(), Host::from_services(services));
-        init(ctx)
+        vtable: impl FnOnce() -> PluginVTable,
+    ) -> RResult<PluginInstance, PluginError> {
+        guarded(|| {
+            crate::logging::install_forwarding_logger(services, name);
+            let ctx = PluginContext::new(name, config_json.as_str().to_string(), Host::from_services(services));
+            let value = init(ctx)?;
+            let state = Box::into_raw(Box::new(value)) as *const c_void;
+            Ok(PluginInstance { state, vtable: vtable().leak_into_prefix() })
+        })
     }
 
     /// Entry of a backbone plugin.
@@ -236,17 +239,12 @@ pub mod __private {
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
     ) -> RResult<PluginInstance, PluginError> {
-        guarded(|| {
-            let value = start(services, config_json, name, init)?;
-            let vtable = PluginVTable {
-                subscribe: bb_subscribe::<T>,
-                unsubscribe: bb_unsubscribe::<T>,
-                snapshot: bb_snapshot,
-                stop: bb_stop::<T>,
-                destroy: destroy::<T>,
-            }
-            .leak_into_prefix();
-            Ok(instance(value, vtable))
+        entry(services, config_json, name, init, || PluginVTable {
+            subscribe: bb_subscribe::<T>,
+            unsubscribe: bb_unsubscribe::<T>,
+            snapshot: bb_snapshot,
+            stop: bb_stop::<T>,
+            destroy: destroy::<T>,
         })
     }
 
@@ -257,17 +255,12 @@ pub mod __private {
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
     ) -> RResult<PluginInstance, PluginError> {
-        guarded(|| {
-            let value = start(services, config_json, name, init)?;
-            let vtable = PluginVTable {
-                subscribe: app_subscribe,
-                unsubscribe: app_subscribe,
-                snapshot: app_snapshot::<T>,
-                stop: app_stop::<T>,
-                destroy: destroy::<T>,
-            }
-            .leak_into_prefix();
-            Ok(instance(value, vtable))
+        entry(services, config_json, name, init, || PluginVTable {
+            subscribe: app_subscribe,
+            unsubscribe: app_subscribe,
+            snapshot: app_snapshot::<T>,
+            stop: app_stop::<T>,
+            destroy: destroy::<T>,
         })
     }
 }

@@ -154,20 +154,8 @@ impl Bus {
             .tempfile()
             .expect("config file");
         std::fs::write(config.path(), config_yaml).expect("write config");
-        let mut cmd = Command::new(threatbus_bin());
-        cmd.arg("-c")
-            .arg(config.path())
-            .arg("--plugin-dir")
-            .arg(plugin_dir);
-        cmd.env_remove("RUST_LOG")
-            .env_remove("THREATBUS_PLUGIN_DIR");
-        remove_threatbus_env(&mut cmd);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = threatbus_command(&[], env);
+        cmd.arg("-c").arg(config.path()).arg("--plugin-dir").arg(plugin_dir);
         let mut child = cmd.spawn().expect("spawn threatbus");
         let log = Arc::new(LogBuf::default());
         for stream in [
@@ -296,20 +284,23 @@ impl Drop for Bus {
     }
 }
 
-/// Runs `threatbus <args>` to completion (for `plugins list`, failing
-/// start-ups and the like), with a time limit of [`WAIT`].
-pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// A `threatbus <args>` command with piped output, a clean environment (no
+/// `RUST_LOG`, no stray `THREATBUS_*` config overrides) plus `env`.
+pub fn threatbus_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(threatbus_bin());
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("THREATBUS_PLUGIN_DIR");
+    cmd.args(args).env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
     remove_threatbus_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `threatbus <args>` to completion (for `plugins list`, failing
+/// start-ups and the like), with a time limit of [`WAIT`].
+pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = threatbus_command(args, env);
     let mut child = cmd.spawn().expect("spawn threatbus");
     let deadline = Instant::now() + WAIT;
     loop {
