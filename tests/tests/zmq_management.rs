@@ -61,7 +61,7 @@ fn unsubscription_failures() {
 
 #[test]
 fn full_roundtrip_success() {
-    let bus = ZmqBus::start();
+    let mut bus = ZmqBus::start();
     let reply = bus.request(r#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": 0}"#);
     assert_eq!(reply["status"], "success", "{reply}");
     assert_eq!(reply["pub_port"], bus.ports.pub_port);
@@ -77,6 +77,8 @@ fn full_roundtrip_success() {
     assert_eq!(bus.request_raw(&[hb.as_bytes()]), r#"{"status": "success"}"#);
     let unsub = json!({"action": "unsubscribe", "topic": p2p}).to_string();
     assert_eq!(bus.request_raw(&[unsub.as_bytes()]), r#"{"status": "success"}"#);
+    // The backbone forgot the subscription, too.
+    bus.bus.wait_for("Removing subscription from: stix2/indicator");
     assert_eq!(bus.status(&hb), "error");
     assert_eq!(bus.status(&unsub), "error");
 }
