@@ -141,7 +141,9 @@ fn default_snapshot_max() -> usize {
 /// `config.yml` in the working directory.
 pub fn locate(arg: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = arg {
+        // As the original, only YAML files; the shipped `*.yaml.example` counts.
         let s = p.to_string_lossy();
+        let s = s.strip_suffix(".example").unwrap_or(&s);
         if !(s.ends_with("yaml") || s.ends_with("yml")) {
             return Err("Please provide a `yaml` or `yml` configuration file.".into());
         }
@@ -309,5 +311,7 @@ mod tests {
     fn config_path_must_be_yaml() {
         assert!(locate(Some(Path::new("config.json"))).is_err());
         assert!(locate(Some(Path::new("x.yml"))).is_ok());
+        assert!(locate(Some(Path::new("config.yaml.example"))).is_ok());
+        assert!(locate(Some(Path::new("config.json.example"))).is_err());
     }
 }

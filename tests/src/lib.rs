@@ -5,6 +5,7 @@
 //! The harness builds with the same profile as the tests (`debug` unless
 //! `THREATBUS_TEST_PROFILE=release`).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -138,7 +139,7 @@ struct LogBuf {
 pub struct Bus {
     child: Option<Child>,
     log: Arc<LogBuf>,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Bus {
@@ -154,8 +155,18 @@ impl Bus {
             .tempfile()
             .expect("config file");
         std::fs::write(config.path(), config_yaml).expect("write config");
+        let mut bus = Self::spawn_args(
+            &[OsStr::new("-c"), config.path().as_os_str(), OsStr::new("--plugin-dir"), plugin_dir.as_os_str()],
+            env,
+        );
+        bus._config = Some(config);
+        bus
+    }
+
+    /// Starts `threatbus <args>` (e.g. with a config file of the caller's).
+    pub fn spawn_args(args: &[&OsStr], env: &[(&str, &str)]) -> Bus {
         let mut cmd = threatbus_command(&[], env);
-        cmd.arg("-c").arg(config.path()).arg("--plugin-dir").arg(plugin_dir);
+        cmd.args(args);
         let mut child = cmd.spawn().expect("spawn threatbus");
         let log = Arc::new(LogBuf::default());
         for stream in [
@@ -179,7 +190,7 @@ impl Bus {
         Bus {
             child: Some(child),
             log,
-            _config: config,
+            _config: None,
         }
     }
 

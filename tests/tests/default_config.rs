@@ -6,12 +6,12 @@ use threatbus_integration_tests::*;
 
 #[test]
 fn example_config_starts_inmem_and_zmq_and_stops_cleanly() {
-    let text = std::fs::read_to_string(workspace_root().join("config.yaml.example")).expect("config.yaml.example");
+    // The file itself, by its shipped name, as in the README's run command.
+    let example = workspace_root().join("config.yaml.example");
     let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
     let (manage, publ, sub) = (free_port().to_string(), free_port().to_string(), free_port().to_string());
-    let mut bus = Bus::start_with_env(
-        &text,
-        dir.path(),
+    let mut bus = Bus::spawn_args(
+        &["-c".as_ref(), example.as_os_str(), "--plugin-dir".as_ref(), dir.path().as_os_str()],
         &[
             ("THREATBUS_PLUGINS__APPS__ZMQ__MANAGE", &manage),
             ("THREATBUS_PLUGINS__APPS__ZMQ__PUB", &publ),
