@@ -200,6 +200,16 @@ fn suricata_threatbus_loads_and_removes_a_rule() {
     assert_eq!(std::fs::read_to_string(&rules).unwrap(), format!("{RULE}\n"));
     eventually("suricata loading the rule", || rules_loaded(&socket) == Some(1), &app_out);
 
+    // suricata-threatbus takes the time of its last reload only after
+    // `suricatasc` returned, so a rule change that lands while the reload
+    // command runs is never reloaded (a race in the app, not in the bus).
+    // Wait until that reload is over before changing the rule again.
+    let app_err = d.join("app.err");
+    eventually(
+        "suricata-threatbus finishing its reload",
+        || std::fs::read_to_string(&app_err).unwrap_or_default().contains("Triggered rule reload"),
+        &app_out,
+    );
     let remove = suricata_indicator(Some("REMOVE"));
     publisher.indicator(&remove);
     eventually("the rule leaving the rules file", || !has_rule(), &app_out);

@@ -8,7 +8,7 @@
 //! | socket | port key | thread | role |
 //! |---|---|---|---|
 //! | REP | `manage` (13370) | `zmq-manage` | subscribe / unsubscribe / heartbeat |
-//! | PUB | `pub` (13371) | `zmq-pub` | frames `<p2p><type> <json>` to apps |
+//! | PUB | `pub` (13371) | forwarders, one per subscription | frames `<p2p><type> <json>` to apps |
 //! | SUB | `sub` (13372) | `zmq-sub` | frames `<topic> <json>` from apps into `inq` |
 //!
 //! Each subscription owns one bounded queue (`subscriber_queue_size`,
@@ -37,7 +37,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use threatbus_plugin_api::{export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError};
 
 pub use management::{parse_request, random_p2p_topic, Rejection, Request, P2P_TOPIC_LEN};
@@ -176,7 +175,7 @@ struct Manager {
     host: Host,
     cfg: Config,
     shared: Arc<Shared>,
-    pub_tx: Sender<publisher::Batch>,
+    publisher: Arc<publisher::Publisher>,
     pub_port: u16,
     sub_port: u16,
 }
@@ -208,13 +207,13 @@ impl Manager {
                     }
                 };
                 let p2p = sub.p2p.clone();
-                let (name, p2p_arc, queue, tx) = (
+                let (name, p2p_arc, queue, out) = (
                     format!("zmq-fwd-{}", &p2p[..8]),
                     Arc::<str>::from(p2p.as_str()),
                     sub.queue.clone(),
-                    self.pub_tx.clone(),
+                    self.publisher.clone(),
                 );
-                match spawn_thread(self.host, &name, move || publisher::forward(p2p_arc, queue, tx)) {
+                match spawn_thread(self.host, &name, move || publisher::forward(p2p_arc, queue, &out)) {
                     Ok(h) => sub.forwarder = Some(h),
                     Err(e) => {
                         log::error!("cannot start a forwarder thread for a subscription: {e}");
@@ -343,7 +342,7 @@ pub struct ZmqApp {
     shared: Arc<Shared>,
     stopping: Arc<AtomicBool>,
     wake: Mutex<UnixStream>,
-    pub_stop: Mutex<Option<Sender<()>>>,
+    publisher: Mutex<Option<Arc<publisher::Publisher>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -373,15 +372,14 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared { registry: Mutex::new(Registry::default()), retired: Mutex::new(Vec::new()) });
-    let (pub_tx, pub_rx) = crossbeam_channel::bounded::<publisher::Batch>(256);
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let publisher = Arc::new(publisher::Publisher::new(pub_sock));
 
     let app = ZmqApp {
         host,
         shared: shared.clone(),
         stopping: stopping.clone(),
         wake: Mutex::new(wake_tx),
-        pub_stop: Mutex::new(Some(stop_tx)),
+        publisher: Mutex::new(Some(publisher.clone())),
         threads: Mutex::new(Vec::new()),
     };
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
@@ -393,10 +391,9 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     // clones so that each owns its descriptor.
     let clone_fd = || wake_rx.try_clone().map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")));
     let started = (|| {
-        spawn("zmq-pub", Box::new(move || publisher::run(pub_sock, pub_rx, stop_rx)))?;
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
         spawn("zmq-sub", Box::new(move || receiver::run(sub_sock, fd.as_raw_fd(), inq, st)))?;
-        let manager = Manager { host, cfg: cfg.clone(), shared: shared.clone(), pub_tx, pub_port, sub_port };
+        let manager = Manager { host, cfg: cfg.clone(), shared: shared.clone(), publisher, pub_port, sub_port };
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-manage", Box::new(move || manager.run(rep, fd.as_raw_fd(), st)))?;
         Ok(())
@@ -438,15 +435,7 @@ impl App for ZmqApp {
         // One byte makes the wake-up fd readable for every poller, for good.
         let _ = self.wake.lock().unwrap_or_else(|e| e.into_inner()).write_all(&[1]);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        let (mut manage_and_sub, mut rest) = (Vec::new(), Vec::new());
         for h in threads {
-            if h.thread().name() == Some("zmq-pub") {
-                rest.push(h)
-            } else {
-                manage_and_sub.push(h)
-            }
-        }
-        for h in manage_and_sub {
             let _ = h.join();
         }
         // No more requests: remove every subscription, which closes the
@@ -458,12 +447,8 @@ impl App for ZmqApp {
         for h in forwarders {
             let _ = h.join();
         }
-        if let Some(tx) = self.pub_stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send(());
-        }
-        for h in rest {
-            let _ = h.join();
-        }
+        // The last handle closes the PUB socket.
+        self.publisher.lock().unwrap_or_else(|e| e.into_inner()).take();
         log::info!("ZeroMQ app plugin stopped");
         Ok(())
     }

@@ -2,17 +2,13 @@
 //!
 //! Every subscription has its own bounded queue (filled by the backbone) and
 //! a forwarder thread that takes batches from it, formats the frames
-//! `<p2p><type> <json>` and hands them over a bounded channel to the single
-//! thread that owns the PUB socket (ZeroMQ sockets are not thread-safe).
+//! `<p2p><type> <json>` and sends them on the shared PUB socket, one batch
+//! at a time under a mutex (ZeroMQ sockets are not thread-safe).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use threatbus_plugin_api::{Message, MessageKind, Queue};
-
-/// Frames ready for the PUB socket.
-pub type Batch = Vec<zmq::Message>;
 
 /// Largest batch taken from a subscriber queue at once.
 const BATCH: usize = 512;
@@ -38,10 +34,37 @@ pub fn frame(p2p: &str, msg: &Message) -> Option<zmq::Message> {
     Some(z)
 }
 
-/// The forwarder of one subscription: runs until its queue is closed (on
-/// unsubscribe, expiry or stop) or the PUB thread is gone.
-pub fn forward(p2p: Arc<str>, queue: Queue, out: Sender<Batch>) {
+/// The PUB socket, shared by the forwarders. ZeroMQ sockets are not
+/// thread-safe, but may be used from several threads one after the other
+/// with a full memory barrier in between (zmq_socket(3)): the mutex gives
+/// exactly that. Each forwarder holds it for one batch.
+pub struct Publisher {
+    socket: Mutex<zmq::Socket>,
+}
+
+impl Publisher {
+    pub fn new(socket: zmq::Socket) -> Self {
+        Self { socket: Mutex::new(socket) }
+    }
+
+    fn send(&self, frames: &mut Vec<zmq::Message>) {
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        for f in frames.drain(..) {
+            // A PUB socket never blocks: at the high-water mark ZeroMQ drops
+            // the frame for that subscriber.
+            if let Err(e) = socket.send(f, 0) {
+                log::error!("ZeroMQ publisher cannot send: {e}");
+            }
+        }
+    }
+}
+
+/// The forwarder of one subscription: takes batches from its queue, formats
+/// them and publishes them; runs until the queue is closed (on unsubscribe,
+/// expiry or stop).
+pub fn forward(p2p: Arc<str>, queue: Queue, out: &Publisher) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut frames = Vec::with_capacity(BATCH);
     let mut reported = 0u64;
     let mut last_report = Instant::now();
     loop {
@@ -49,16 +72,13 @@ pub fn forward(p2p: Arc<str>, queue: Queue, out: Sender<Batch>) {
         if !queue.recv_batch(&mut batch, BATCH, None) {
             break;
         }
-        let mut frames = Vec::with_capacity(batch.len());
         for msg in &batch {
             match frame(&p2p, msg) {
                 Some(f) => frames.push(f),
                 None => log::warn!("Skipping unknown message type '{}' for topic subscription {p2p}.", msg.topic()),
             }
         }
-        if out.send(frames).is_err() {
-            break;
-        }
+        out.send(&mut frames);
         let dropped = queue.dropped();
         if dropped > reported && last_report.elapsed() >= DROP_REPORT_INTERVAL {
             log::warn!(
@@ -75,26 +95,4 @@ pub fn forward(p2p: Arc<str>, queue: Queue, out: Sender<Batch>) {
         log::warn!("subscription {p2p} ended; {dropped} messages were dropped in total because its queue was full");
     }
     log::debug!("forwarder of {p2p} stopped");
-}
-
-/// The PUB thread: sends every frame it is given until told to stop.
-pub fn run(socket: zmq::Socket, batches: Receiver<Batch>, stop: Receiver<()>) {
-    loop {
-        crossbeam_channel::select! {
-            recv(batches) -> b => match b {
-                Ok(frames) => {
-                    for f in frames {
-                        // A PUB socket never blocks: at the high-water mark
-                        // ZeroMQ drops the frame for that subscriber.
-                        if let Err(e) = socket.send(f, 0) {
-                            log::error!("ZeroMQ publisher cannot send: {e}");
-                        }
-                    }
-                }
-                Err(_) => break,
-            },
-            recv(stop) -> _ => break,
-        }
-    }
-    log::debug!("ZeroMQ publisher stopped");
 }
