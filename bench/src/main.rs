@@ -54,6 +54,9 @@ struct Args {
     /// Process id of the --connect bus, to account its CPU time.
     #[arg(long)]
     connect_pid: Option<u32>,
+    /// Run only the throughput or only the latency measurements.
+    #[arg(long, value_parser = ["throughput", "latency"])]
+    only: Option<String>,
     /// Skip the plain relay.
     #[arg(long)]
     no_relay: bool,
@@ -566,7 +569,9 @@ fn main() {
     let mut tag = 1u32;
     let mut report = String::new();
 
-    for &k in &args.subscribers {
+    let throughput = args.only.as_deref() != Some("latency");
+    let latency = args.only.as_deref() != Some("throughput") && args.rate > 0;
+    for &k in args.subscribers.iter().filter(|_| throughput) {
         let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
         for run in 0..args.runs {
             for (i, name) in targets.iter().enumerate() {
@@ -622,7 +627,7 @@ fn main() {
         }
     }
 
-    if args.rate > 0 {
+    if latency {
         let count = (args.rate as f64 * args.latency_secs) as u64;
         let mut sums: Vec<Summary> = vec![Summary::default(); targets.len()];
         for run in 0..args.runs {
