@@ -195,10 +195,10 @@ fn suricata_threatbus_loads_and_removes_a_rule() {
             publisher.indicator(&add);
             has_rule()
         },
-        &app_out,
+        app_out,
     );
     assert_eq!(std::fs::read_to_string(&rules).unwrap(), format!("{RULE}\n"));
-    eventually("suricata loading the rule", || rules_loaded(&socket) == Some(1), &app_out);
+    eventually("suricata loading the rule", || rules_loaded(&socket) == Some(1), app_out);
 
     // suricata-threatbus takes the time of its last reload only after
     // `suricatasc` returned, so a rule change that lands while the reload
@@ -208,12 +208,12 @@ fn suricata_threatbus_loads_and_removes_a_rule() {
     eventually(
         "suricata-threatbus finishing its reload",
         || std::fs::read_to_string(&app_err).unwrap_or_default().contains("Triggered rule reload"),
-        &app_out,
+        app_out,
     );
     let remove = suricata_indicator(Some("REMOVE"));
     publisher.indicator(&remove);
-    eventually("the rule leaving the rules file", || !has_rule(), &app_out);
-    eventually("suricata dropping the rule", || rules_loaded(&socket) == Some(0), &app_out);
+    eventually("the rule leaving the rules file", || !has_rule(), app_out);
+    eventually("suricata dropping the rule", || rules_loaded(&socket) == Some(0), app_out);
 
     // On SIGTERM the app unsubscribes (atexit), like in production.
     assert!(app.terminate(), "suricata-threatbus did not stop\n{}", app_out());
