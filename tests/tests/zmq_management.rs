@@ -183,3 +183,17 @@ fn sigterm_stops_cleanly_with_subscriptions() {
     assert!(st.success(), "{st:?}");
     bus.bus.wait_for("ZeroMQ app plugin stopped");
 }
+
+#[test]
+fn port_in_use_fails_start_up_with_the_endpoint_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut ports = Ports::free();
+    ports.pub_port = taken.local_addr().unwrap().port();
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
+    let cfg = config_file(&config(ports, ""));
+    let out = run_threatbus(&["-c", cfg.path().to_str().unwrap(), "--plugin-dir", dir.path().to_str().unwrap()], &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    let want = format!("cannot bind the publisher (PUB) socket to tcp://127.0.0.1:{}", ports.pub_port);
+    assert!(text.contains(&want), "{text}");
+}
