@@ -25,6 +25,9 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Port 0 everywhere: the OS picks.
+    pub const ANY: Ports = Ports { manage: 0, pub_port: 0, sub_port: 0 };
+
     pub fn free() -> Ports {
         loop {
             let p = Ports { manage: free_port(), pub_port: free_port(), sub_port: free_port() };
@@ -58,14 +61,17 @@ pub fn config(ports: Ports, extra: &str) -> String {
 }
 
 impl ZmqBus {
+    /// A bus on ports the OS picks (port 0), so parallel tests never race
+    /// for a port; the real ports come from the plugin's start-up line.
     pub fn start() -> ZmqBus {
-        Self::start_with(Ports::free(), "")
+        Self::start_with(Ports::ANY, "")
     }
 
     pub fn start_with(ports: Ports, extra: &str) -> ZmqBus {
         let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
         let mut bus = Bus::start(&config(ports, extra), dir.path());
         bus.wait_for("ZeroMQ app plugin started");
+        let ports = bound_ports(&bus.log());
         ZmqBus { bus, ports, _dir: dir }
     }
 
@@ -100,6 +106,18 @@ impl ZmqBus {
     pub fn publisher(&self) -> Publisher {
         Publisher::connect(self.ports.sub_port)
     }
+}
+
+/// The ports from `ZeroMQ app plugin started: management tcp://H:M, pub P, sub S`.
+fn bound_ports(log: &str) -> Ports {
+    let line = log.lines().find(|l| l.contains("ZeroMQ app plugin started")).expect("start-up line");
+    let num = |after: &str| -> u16 {
+        let rest = &line[line.find(after).unwrap_or_else(|| panic!("{after:?} in {line}")) + after.len()..];
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("port")
+    };
+    let manage_at = line.find("management tcp://").expect("management endpoint");
+    let manage = line[manage_at..].split(',').next().unwrap().rsplit(':').next().unwrap().parse().expect("port");
+    Ports { manage, pub_port: num(", pub "), sub_port: num(", sub ") }
 }
 
 /// One REQ round trip to the management port (a new socket per request,
