@@ -193,12 +193,7 @@ impl Bus {
             }
             RResult::RErr(e) => return Err(format!("plugin '{name}' failed to initialize: {}", e.message)),
         };
-        let running = Arc::new(RunningPlugin {
-            name: name.clone(),
-            instance,
-            failed,
-            snapshot_tx: Mutex::new(None),
-        });
+        let running = Arc::new(RunningPlugin { name: name.clone(), instance, failed, snapshot_tx: Mutex::new(None) });
         if plugin.decl.kind == PluginKind::BACKBONE {
             self.backbones.write().unwrap_or_else(|e| e.into_inner()).push(running);
         } else {
@@ -209,7 +204,9 @@ impl Bus {
                 .name(format!("snapshot-{name}"))
                 .spawn(move || {
                     for req in rx {
-                        if let Err(e) = app.call("while serving a snapshot", |i| unsafe { (i.vtable.snapshot())(i.state, &req) }) {
+                        if let Err(e) =
+                            app.call("while serving a snapshot", |i| unsafe { (i.vtable.snapshot())(i.state, &req) })
+                        {
                             log::error!("plugin '{}' could not serve snapshot request: {e}", app.name);
                         }
                     }
@@ -246,7 +243,9 @@ impl Bus {
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut ok = 0;
         for b in &backbones {
-            match b.call("while subscribing", |i| unsafe { (i.vtable.subscribe())(i.state, RStr::from_str(topic), queue) }) {
+            match b
+                .call("while subscribing", |i| unsafe { (i.vtable.subscribe())(i.state, RStr::from_str(topic), queue) })
+            {
                 Ok(()) => ok += 1,
                 Err(e) => log::error!("backbone '{}' could not subscribe to {topic}: {e}", b.name),
             }
@@ -277,7 +276,10 @@ impl Bus {
         let snapshot_id = uuid::Uuid::new_v4().to_string();
         self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).insert(snapshot_id.clone(), queue.clone());
         for &t in types {
-            log::info!("Requesting snapshot from all plugins for message type {} and time delta {snapshot:?}", t.name());
+            log::info!(
+                "Requesting snapshot from all plugins for message type {} and time delta {snapshot:?}",
+                t.name()
+            );
             let req = SnapshotRequest { snapshot_type: t, snapshot_id: snapshot_id.clone(), snapshot };
             if let Err(e) = self.inq.send(Message::from_snapshot_request(&req)) {
                 log::error!("snapshot request {snapshot_id} not sent: {e}");
@@ -291,9 +293,9 @@ impl Bus {
         self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).forget_queue(queue);
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
         for b in &backbones {
-            if let Err(e) =
-                b.call("while unsubscribing", |i| unsafe { (i.vtable.unsubscribe())(i.state, RStr::from_str(topic), queue) })
-            {
+            if let Err(e) = b.call("while unsubscribing", |i| unsafe {
+                (i.vtable.unsubscribe())(i.state, RStr::from_str(topic), queue)
+            }) {
                 log::error!("backbone '{}' could not unsubscribe from {topic}: {e}", b.name);
             }
         }
@@ -312,7 +314,11 @@ impl Bus {
                         let tx = app.snapshot_tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         if let Some(tx) = tx {
                             if tx.try_send(msg.clone()).is_err() {
-                                log::warn!("app '{}' is busy serving snapshots; dropped request {}", app.name, msg.json());
+                                log::warn!(
+                                    "app '{}' is busy serving snapshots; dropped request {}",
+                                    app.name,
+                                    msg.json()
+                                );
                             }
                         }
                     }
@@ -323,7 +329,9 @@ impl Bus {
                         match target {
                             Some(q) => match q.send_timeout(Message::from_stix2(&env.body), self.stop_timeout) {
                                 Ok(()) => {}
-                                Err(SendError::Closed) => log::debug!("requester of snapshot {} is gone", env.snapshot_id),
+                                Err(SendError::Closed) => {
+                                    log::debug!("requester of snapshot {} is gone", env.snapshot_id)
+                                }
                                 Err(e) => log::warn!("snapshot {} result not delivered: {e}", env.snapshot_id),
                             },
                             // With a shared backbone (RabbitMQ), other hosts' envelopes arrive here too.
@@ -341,8 +349,9 @@ impl Bus {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let plugin = p.clone();
         let spawned = std::thread::Builder::new().name(format!("stop-{}", p.name)).spawn(move || {
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (plugin.instance.vtable.stop())(plugin.instance.state) }))
-                .unwrap_or_else(|_| RResult::RErr(PluginError::panicked("unwound into the host")));
+            let r =
+                catch_unwind(AssertUnwindSafe(|| unsafe { (plugin.instance.vtable.stop())(plugin.instance.state) }))
+                    .unwrap_or_else(|_| RResult::RErr(PluginError::panicked("unwound into the host")));
             let _ = tx.send(r);
         });
         if spawned.is_err() {

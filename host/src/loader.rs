@@ -14,7 +14,9 @@ use threatbus_plugin_api::abi::{
     AbiRoot, EntryFn, PluginDeclaration, PluginKind, ABI_MAJOR, ABI_MINOR, API_VERSION, DECLARATION_SYMBOL,
     PLUGIN_MAGIC,
 };
-use threatbus_plugin_api::abi_stable::{abi_stability::abi_checking::check_layout_compatibility, type_layout::TypeLayout, StableAbi};
+use threatbus_plugin_api::abi_stable::{
+    abi_stability::abi_checking::check_layout_compatibility, type_layout::TypeLayout, StableAbi,
+};
 
 /// What the declaration of a plugin file says.
 #[derive(Debug, Clone)]
@@ -187,7 +189,8 @@ pub fn check_file(path: &Path) -> Checked {
     if decl.kind.as_str().is_none() {
         return Err(fail(format!("plugin '{name}' ({}) declares unknown kind {}", path.display(), decl.kind.0)));
     }
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
         return Err(fail(format!("plugin in {} has an invalid name '{name}' (expected [a-z0-9_-]+)", path.display())));
     }
     if raw.abi_layout.is_null() {

@@ -150,7 +150,11 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
     let (cfg, _) = config::load(&path)?;
     logger::init(&cfg.logging)?;
     let dir = plugin_dir_arg.or(cfg.plugin_dir.clone()).unwrap_or_else(|| PathBuf::from(config::DEFAULT_PLUGIN_DIR));
-    log::info!("threatbus {} (plugin-api {API_VERSION}) using plugins from {}", env!("CARGO_PKG_VERSION"), dir.display());
+    log::info!(
+        "threatbus {} (plugin-api {API_VERSION}) using plugins from {}",
+        env!("CARGO_PKG_VERSION"),
+        dir.display()
+    );
 
     // Register signal handling before any plugin thread exists.
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
@@ -213,7 +217,11 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
     let apps = pick(PluginKind::APP, &cfg.plugins.apps)?;
     for p in &found {
         if !cfg.plugins.apps.contains_key(&p.decl.name) && !cfg.plugins.backbones.contains_key(&p.decl.name) {
-            log::info!("Ignoring installed, but unconfigured {} '{}'", p.decl.kind.as_str().unwrap_or("plugin"), p.decl.name);
+            log::info!(
+                "Ignoring installed, but unconfigured {} '{}'",
+                p.decl.kind.as_str().unwrap_or("plugin"),
+                p.decl.name
+            );
         }
     }
     if backbones.is_empty() {

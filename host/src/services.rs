@@ -27,8 +27,9 @@ pub extern "C" fn subscribe(
     snapshot_secs: u64,
 ) -> RResult<ROption<RString>, RString> {
     let c = ctx(p);
-    let r = catch_unwind(AssertUnwindSafe(|| c.bus.subscribe(topic.as_str(), queue, Duration::from_secs(snapshot_secs))))
-        .unwrap_or_else(|_| Err("host panicked while subscribing".into()));
+    let r =
+        catch_unwind(AssertUnwindSafe(|| c.bus.subscribe(topic.as_str(), queue, Duration::from_secs(snapshot_secs))))
+            .unwrap_or_else(|_| Err("host panicked while subscribing".into()));
     ffi_subscribe_result(r)
 }
 
@@ -43,8 +44,10 @@ pub extern "C" fn unsubscribe(p: *const c_void, topic: RStr<'_>, queue: &Queue) 
 }
 
 pub extern "C" fn log_enabled(level: u8, target: RStr<'_>) -> bool {
-    catch_unwind(|| log::logger().enabled(&log::Metadata::builder().level(level_from_u8(level)).target(target.as_str()).build()))
-        .unwrap_or(false)
+    catch_unwind(|| {
+        log::logger().enabled(&log::Metadata::builder().level(level_from_u8(level)).target(target.as_str()).build())
+    })
+    .unwrap_or(false)
 }
 
 pub extern "C" fn log(r: &FfiLogRecord<'_>) {

@@ -61,10 +61,8 @@ impl PluginKind {
 
 /// Signature of a plugin's entry function: start the plugin with its config
 /// (the JSON of its YAML subtree) and return its instance.
-pub type EntryFn = unsafe extern "C" fn(
-    host: HostServices_Ref,
-    config_json: RStr<'_>,
-) -> RResult<PluginInstance, PluginError>;
+pub type EntryFn =
+    unsafe extern "C" fn(host: HostServices_Ref, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>;
 
 /// The frozen layer-0 declaration every plugin exports as
 /// `THREATBUS_PLUGIN`. Never changes shape; use [`crate::export_plugin!`]
@@ -260,10 +258,8 @@ pub struct AbiRoot {
     /// What `entry` returns.
     pub started: RResult<PluginInstance, PluginError>,
     /// The entry function.
-    pub entry: unsafe extern "C" fn(
-        host: HostServices_Ref,
-        config_json: RStr<'_>,
-    ) -> RResult<PluginInstance, PluginError>,
+    pub entry:
+        unsafe extern "C" fn(host: HostServices_Ref, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>,
     /// Message handle.
     pub message: Message,
     /// Queue handle.

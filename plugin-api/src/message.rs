@@ -9,9 +9,7 @@ use abi_stable::{
     StableAbi,
 };
 
-use crate::data::{
-    self, DataError, MessageType, SnapshotEnvelope, SnapshotRequest, Stix2Object,
-};
+use crate::data::{self, DataError, MessageType, SnapshotEnvelope, SnapshotRequest, Stix2Object};
 
 /// The type of a [`Message`]; decides its topic.
 #[repr(transparent)]

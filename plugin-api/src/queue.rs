@@ -141,11 +141,7 @@ fn deadline(timeout_ms: u64) -> Option<Instant> {
 }
 
 /// Waits on `cv` until `deadline`; returns the guard and whether time is up.
-fn wait<'a>(
-    cv: &Condvar,
-    guard: MutexGuard<'a, Inner>,
-    deadline: Option<Instant>,
-) -> (MutexGuard<'a, Inner>, bool) {
+fn wait<'a>(cv: &Condvar, guard: MutexGuard<'a, Inner>, deadline: Option<Instant>) -> (MutexGuard<'a, Inner>, bool) {
     match deadline {
         None => (cv.wait(guard).unwrap_or_else(|e| e.into_inner()), false),
         Some(d) => {

@@ -18,10 +18,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Root of the cargo workspace.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 fn release() -> bool {
@@ -30,9 +27,8 @@ fn release() -> bool {
 
 /// Directory holding the built binary and plugin libraries.
 pub fn artifact_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     target.join(if release() { "release" } else { "debug" })
 }
 
@@ -42,8 +38,7 @@ pub fn build() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
-            .args(["build", "--workspace", "--lib", "--bins"]);
+        cmd.current_dir(workspace_root()).args(["build", "--workspace", "--lib", "--bins"]);
         if release() {
             cmd.arg("--release");
         }
@@ -76,11 +71,8 @@ pub struct PluginDir {
 impl PluginDir {
     /// A directory with the given plugins (crate lib names).
     pub fn with(libs: &[&str]) -> PluginDir {
-        let d = PluginDir {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod dir");
+        let d = PluginDir { dir: tempfile::tempdir().expect("tempdir") };
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
         for lib in libs {
             d.add(lib);
         }
@@ -101,8 +93,7 @@ impl PluginDir {
     pub fn add_file(&self, src: &Path, file_name: &str) -> PathBuf {
         let dst = self.path().join(file_name);
         std::fs::copy(src, &dst).expect("copy plugin");
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644))
-            .expect("chmod plugin");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).expect("chmod plugin");
         dst
     }
 
@@ -122,11 +113,7 @@ impl PluginDir {
 
 /// A free TCP port on 127.0.0.1 (the OS picks one).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[derive(Default)]
@@ -150,10 +137,7 @@ impl Bus {
 
     /// Like [`Bus::start`] with extra environment variables.
     pub fn start_with_env(config_yaml: &str, plugin_dir: &Path, env: &[(&str, &str)]) -> Bus {
-        let config = tempfile::Builder::new()
-            .suffix(".yaml")
-            .tempfile()
-            .expect("config file");
+        let config = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
         std::fs::write(config.path(), config_yaml).expect("write config");
         let mut bus = Self::spawn_args(
             &[OsStr::new("-c"), config.path().as_os_str(), OsStr::new("--plugin-dir"), plugin_dir.as_os_str()],
@@ -187,11 +171,7 @@ impl Bus {
                 }
             });
         }
-        Bus {
-            child: Some(child),
-            log,
-            _config: None,
-        }
+        Bus { child: Some(child), log, _config: None }
     }
 
     /// Everything the bus printed so far.
@@ -219,10 +199,7 @@ impl Bus {
                 return;
             }
             let now = Instant::now();
-            let exited = self
-                .child
-                .as_mut()
-                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
             if now >= deadline || exited {
                 drop(text);
                 // Let the reader threads catch up with the last lines.
@@ -231,16 +208,9 @@ impl Bus {
                 if log.matches(needle).count() >= n {
                     return;
                 }
-                panic!(
-                    "bus output did not contain {n}x {needle:?} (exited: {exited}); output:\n{log}"
-                );
+                panic!("bus output did not contain {n}x {needle:?} (exited: {exited}); output:\n{log}");
             }
-            text = self
-                .log
-                .grew
-                .wait_timeout(text, Duration::from_millis(100))
-                .unwrap()
-                .0;
+            text = self.log.grew.wait_timeout(text, Duration::from_millis(100)).unwrap().0;
         }
     }
 
@@ -333,10 +303,7 @@ pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Writes a config file with the given YAML into a temp file and returns it.
 pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
-    let f = tempfile::Builder::new()
-        .suffix(".yaml")
-        .tempfile()
-        .expect("config file");
+    let f = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
     std::fs::write(f.path(), yaml).expect("write config");
     f
 }
@@ -373,12 +340,7 @@ pub fn declaration_offset(bytes: &[u8]) -> usize {
         .filter(|(_, w)| w[..16] == PLUGIN_MAGIC && w[16..20] == size)
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(
-        hits.len(),
-        1,
-        "expected exactly one plugin declaration in the library, found {}",
-        hits.len()
-    );
+    assert_eq!(hits.len(), 1, "expected exactly one plugin declaration in the library, found {}", hits.len());
     hits[0]
 }
 
@@ -390,18 +352,10 @@ pub fn patched_plugin(lib: &str, field: DeclField, value: u32) -> Vec<u8> {
     let field_at = |i: usize| at + 16 + 4 * i;
     match field {
         DeclField::Magic => bytes[at + 15] ^= 0x20,
-        DeclField::AbiMajor => {
-            bytes[field_at(1)..field_at(1) + 4].copy_from_slice(&value.to_le_bytes())
-        }
-        DeclField::AbiMinor => {
-            bytes[field_at(2)..field_at(2) + 4].copy_from_slice(&value.to_le_bytes())
-        }
-        DeclField::Kind => {
-            bytes[field_at(3)..field_at(3) + 4].copy_from_slice(&value.to_le_bytes())
-        }
-        DeclField::PanicUnwind => {
-            bytes[field_at(4)..field_at(4) + 4].copy_from_slice(&value.to_le_bytes())
-        }
+        DeclField::AbiMajor => bytes[field_at(1)..field_at(1) + 4].copy_from_slice(&value.to_le_bytes()),
+        DeclField::AbiMinor => bytes[field_at(2)..field_at(2) + 4].copy_from_slice(&value.to_le_bytes()),
+        DeclField::Kind => bytes[field_at(3)..field_at(3) + 4].copy_from_slice(&value.to_le_bytes()),
+        DeclField::PanicUnwind => bytes[field_at(4)..field_at(4) + 4].copy_from_slice(&value.to_le_bytes()),
     }
     bytes
 }

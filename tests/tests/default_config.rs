@@ -19,7 +19,11 @@ fn example_config_starts_inmem_and_zmq_and_stops_cleanly() {
         ],
     );
     bus.wait_for("Threat Bus running: backbones [inmem], apps [zmq]");
-    assert!(bus.log().contains(&format!("tcp://127.0.0.1:{manage}")), "zmq must bind 127.0.0.1 by default:\n{}", bus.log());
+    assert!(
+        bus.log().contains(&format!("tcp://127.0.0.1:{manage}")),
+        "zmq must bind 127.0.0.1 by default:\n{}",
+        bus.log()
+    );
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
 }

@@ -16,11 +16,7 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     let dir = standard_dir();
     let not_a_plugin = dir.add(NOT_A_PLUGIN);
     let major = dir.add_bytes(
-        &patched_plugin(
-            TESTAPP,
-            DeclField::AbiMajor,
-            threatbus_plugin_api::abi::ABI_MAJOR + 1,
-        ),
+        &patched_plugin(TESTAPP, DeclField::AbiMajor, threatbus_plugin_api::abi::ABI_MAJOR + 1),
         "wrong-major.so",
     );
     let writable = dir.add_as(TESTAPP, "group-writable.so");
@@ -28,28 +24,13 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     dir.add_bytes(b"garbage", "x.so");
     dir.add_bytes(b"not a library", "README.txt");
 
-    let out = run_threatbus(
-        &[
-            "plugins",
-            "list",
-            "--plugin-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_threatbus(&["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(
-        text.contains(&format!("plugin directory: {}", dir.path().display())),
-        "{text}"
-    );
+    assert!(text.contains(&format!("plugin directory: {}", dir.path().display())), "{text}");
 
     let inmem = line_with(&text, "libthreatbus_backbone_inmem.so");
-    assert_contains_all(
-        inmem,
-        &["ok", "inmem", "backbone", "version 1.0.0", "ABI 1.0"],
-        &text,
-    );
+    assert_contains_all(inmem, &["ok", "inmem", "backbone", "version 1.0.0", "ABI 1.0"], &text);
     assert!(inmem.starts_with("ok"), "{text}");
     let app = line_with(&text, "libthreatbus_test_app.so");
     assert!(app.starts_with("ok"), "{text}");
@@ -69,61 +50,31 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     let r = reason_of(&major);
     assert_contains_all(&r, &["reason:", "built for plugin-api 2.x"], &text);
     // The declaration of a rejected plugin is still shown when readable.
-    assert_contains_all(
-        line_with(&text, "wrong-major.so"),
-        &["testapp", "ABI 2.0"],
-        &text,
-    );
+    assert_contains_all(line_with(&text, "wrong-major.so"), &["testapp", "ABI 2.0"], &text);
     let r = reason_of(&writable);
     assert_contains_all(&r, &["reason:", "writable by group/others", "chmod"], &text);
     let r = reason_of(&dir.path().join("x.so"));
     assert_contains_all(&r, &["reason:", "cannot load plugin"], &text);
     assert!(!text.contains("README.txt"), "{text}");
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("ok")).count(),
-        2,
-        "{text}"
-    );
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("rejected")).count(),
-        4,
-        "{text}"
-    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok")).count(), 2, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("rejected")).count(), 4, "{text}");
 }
 
 #[test]
 fn plugins_list_takes_the_dir_from_the_environment() {
     let dir = PluginDir::with(&[INMEM]);
-    let out = run_threatbus(
-        &["plugins", "list"],
-        &[("THREATBUS_PLUGIN_DIR", dir.path().to_str().unwrap())],
-    );
+    let out = run_threatbus(&["plugins", "list"], &[("THREATBUS_PLUGIN_DIR", dir.path().to_str().unwrap())]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(
-        line_with(&text, "libthreatbus_backbone_inmem.so").starts_with("ok"),
-        "{text}"
-    );
+    assert!(line_with(&text, "libthreatbus_backbone_inmem.so").starts_with("ok"), "{text}");
 }
 
 #[test]
 fn plugins_list_of_empty_dir() {
     let dir = PluginDir::with(&[]);
-    let out = run_threatbus(
-        &[
-            "plugins",
-            "list",
-            "--plugin-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_threatbus(&["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(
-        stdout(&out).contains("no plugins found"),
-        "{}",
-        output_text(&out)
-    );
+    assert!(stdout(&out).contains("no plugins found"), "{}", output_text(&out));
 }
 
 #[test]
@@ -143,41 +94,22 @@ fn plugins_inspect_good_file() {
 fn plugins_inspect_bad_files() {
     let dir = standard_dir();
     let minor = dir.add_bytes(
-        &patched_plugin(
-            TESTAPP,
-            DeclField::AbiMinor,
-            threatbus_plugin_api::abi::ABI_MINOR + 1,
-        ),
+        &patched_plugin(TESTAPP, DeclField::AbiMinor, threatbus_plugin_api::abi::ABI_MINOR + 1),
         "newer-minor.so",
     );
     let out = run_threatbus(&["plugins", "inspect", minor.to_str().unwrap()], &[]);
     let text = stdout(&out);
     assert!(!out.status.success(), "{}", output_text(&out));
     assert!(line_with(&text, "name:").ends_with("testapp"), "{text}");
-    assert_contains_all(
-        line_with(&text, "status:"),
-        &["rejected", "upgrade threatbus"],
-        &text,
-    );
+    assert_contains_all(line_with(&text, "status:"), &["rejected", "upgrade threatbus"], &text);
 
     let not_a_plugin = dir.add(NOT_A_PLUGIN);
     let out = run_threatbus(&["plugins", "inspect", not_a_plugin.to_str().unwrap()], &[]);
     let text = stdout(&out);
     assert!(!out.status.success(), "{}", output_text(&out));
     assert!(!text.contains("name:"), "{text}");
-    assert_contains_all(
-        line_with(&text, "status:"),
-        &["rejected", "is not a threatbus plugin"],
-        &text,
-    );
+    assert_contains_all(line_with(&text, "status:"), &["rejected", "is not a threatbus plugin"], &text);
 
-    let out = run_threatbus(
-        &[
-            "plugins",
-            "inspect",
-            dir.path().join("missing.so").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_threatbus(&["plugins", "inspect", dir.path().join("missing.so").to_str().unwrap()], &[]);
     assert!(!out.status.success(), "{}", output_text(&out));
 }

@@ -9,10 +9,7 @@ use threatbus_integration_tests::*;
 fn fails_with(config_yaml: &str, dir: &PluginDir, words: &[&str]) -> String {
     let out = run_to_exit(config_yaml, dir.path(), &[]);
     let text = output_text(&out);
-    assert!(
-        !out.status.success(),
-        "host accepted the config:\n{config_yaml}\n{text}"
-    );
+    assert!(!out.status.success(), "host accepted the config:\n{config_yaml}\n{text}");
     let line = line_with(&text, "threatbus: ");
     assert_contains_all(line, words, &text);
     text
@@ -21,31 +18,16 @@ fn fails_with(config_yaml: &str, dir: &PluginDir, words: &[&str]) -> String {
 #[test]
 fn unknown_keys_are_named() {
     let dir = standard_dir();
-    fails_with(
-        &config_with(json!({}), json!({ "logging": { "consol": true } })),
-        &dir,
-        &["logging", "consol"],
-    );
-    fails_with(
-        &config_with(json!({}), json!({ "extra_section": 1 })),
-        &dir,
-        &["extra_section"],
-    );
-    fails_with(
-        "plugins:\n  backbones:\n    inmem: {}\n  apps: {}\n  frontends: {}\n",
-        &dir,
-        &["plugins", "frontends"],
-    );
+    fails_with(&config_with(json!({}), json!({ "logging": { "consol": true } })), &dir, &["logging", "consol"]);
+    fails_with(&config_with(json!({}), json!({ "extra_section": 1 })), &dir, &["extra_section"]);
+    fails_with("plugins:\n  backbones:\n    inmem: {}\n  apps: {}\n  frontends: {}\n", &dir, &["plugins", "frontends"]);
 }
 
 #[test]
 fn invalid_value_is_named() {
     let dir = standard_dir();
     fails_with(
-        &config_with(
-            json!({}),
-            json!({ "logging": { "console_verbosity": "LOUD" } }),
-        ),
+        &config_with(json!({}), json!({ "logging": { "console_verbosity": "LOUD" } })),
         &dir,
         &["logging.console_verbosity", "LOUD"],
     );
@@ -76,38 +58,20 @@ fn plugin_in_the_wrong_section_is_named() {
     fails_with(
         "plugins:\n  backbones: {}\n  apps:\n    inmem: {}\n",
         &dir,
-        &[
-            "'inmem'",
-            "plugins.apps",
-            "backbone plugin",
-            "move its section to plugins.backbones",
-        ],
+        &["'inmem'", "plugins.apps", "backbone plugin", "move its section to plugins.backbones"],
     );
     // An app under backbones.
     fails_with(
         "plugins:\n  backbones:\n    inmem: {}\n    testapp: {}\n  apps: {}\n",
         &dir,
-        &[
-            "'testapp'",
-            "plugins.backbones",
-            "app plugin",
-            "move its section to plugins.apps",
-        ],
+        &["'testapp'", "plugins.backbones", "app plugin", "move its section to plugins.apps"],
     );
 }
 
 #[test]
 fn missing_config_file_is_an_error() {
     let dir = standard_dir();
-    let out = run_threatbus(
-        &[
-            "-c",
-            "/nonexistent/threatbus.yaml",
-            "--plugin-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_threatbus(&["-c", "/nonexistent/threatbus.yaml", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("/nonexistent/threatbus.yaml"), "{text}");
@@ -121,18 +85,10 @@ fn env_override_sets_log_level() {
     let cfg = config(json!({ "testapp": {} }));
     let mut bus = Bus::start(&cfg, dir.path());
     bus.wait_for("Threat Bus running");
-    assert!(
-        !bus.log().lines().any(|l| l.contains(" DEBUG ")),
-        "debug output at the default level:\n{}",
-        bus.log()
-    );
+    assert!(!bus.log().lines().any(|l| l.contains(" DEBUG ")), "debug output at the default level:\n{}", bus.log());
     assert!(bus.terminate().success(), "{}", bus.log());
 
-    let mut bus = Bus::start_with_env(
-        &cfg,
-        dir.path(),
-        &[("THREATBUS_LOGGING__CONSOLE_VERBOSITY", "DEBUG")],
-    );
+    let mut bus = Bus::start_with_env(&cfg, dir.path(), &[("THREATBUS_LOGGING__CONSOLE_VERBOSITY", "DEBUG")]);
     bus.wait_for("Threat Bus running");
     let log = bus.log();
     let line = line_with(&log, "testapp debug logging is on");
@@ -147,17 +103,11 @@ fn env_override_reaches_plugin_config() {
     let out = run_to_exit(
         &config(json!({ "testapp": {} })),
         dir.path(),
-        &[(
-            "THREATBUS_PLUGINS__APPS__TESTAPP__FAIL_INIT",
-            "set from the environment",
-        )],
+        &[("THREATBUS_PLUGINS__APPS__TESTAPP__FAIL_INIT", "set from the environment")],
     );
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("plugin 'testapp' failed to initialize: set from the environment"),
-        "{text}"
-    );
+    assert!(text.contains("plugin 'testapp' failed to initialize: set from the environment"), "{text}");
 }
 
 /// `logging.file` writes to `logging.filename` at `file_verbosity`,
@@ -174,53 +124,27 @@ fn logs_to_file() {
         "file_verbosity": "DEBUG",
         "filename": logfile,
     });
-    let mut bus = Bus::start(
-        &config_with(json!({ "testapp": {} }), json!({ "logging": logging })),
-        dir.path(),
-    );
+    let mut bus = Bus::start(&config_with(json!({ "testapp": {} }), json!({ "logging": logging })), dir.path());
     let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&logfile)
-        .unwrap_or_default()
-        .contains("Threat Bus running")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "log file has no start-up line:\n{}",
-            bus.log()
-        );
+    while !std::fs::read_to_string(&logfile).unwrap_or_default().contains("Threat Bus running") {
+        assert!(std::time::Instant::now() < deadline, "log file has no start-up line:\n{}", bus.log());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(bus.terminate().success(), "{}", bus.log());
     let text = std::fs::read_to_string(&logfile).expect("log file");
-    assert!(
-        text.contains("INFO     [threatbus::plugin::testapp] testapp started"),
-        "{text}"
-    );
-    assert!(
-        text.contains("DEBUG    [threatbus::plugin::testapp] testapp debug logging is on"),
-        "{text}"
-    );
+    assert!(text.contains("INFO     [threatbus::plugin::testapp] testapp started"), "{text}");
+    assert!(text.contains("DEBUG    [threatbus::plugin::testapp] testapp debug logging is on"), "{text}");
     assert!(text.contains("Stopping Threat Bus..."), "{text}");
-    assert!(
-        !text.contains('\x1b'),
-        "escape codes in the log file:\n{text}"
-    );
+    assert!(!text.contains('\x1b'), "escape codes in the log file:\n{text}");
     let console = bus.log();
-    assert!(
-        !console.contains("Threat Bus running"),
-        "INFO on a WARNING console:\n{console}"
-    );
+    assert!(!console.contains("Threat Bus running"), "INFO on a WARNING console:\n{console}");
 }
 
 #[test]
 fn unwritable_log_file_is_an_error() {
     let dir = standard_dir();
     let logging = json!({ "file": true, "filename": "/nonexistent/dir/threatbus.log" });
-    let out = run_to_exit(
-        &config_with(json!({}), json!({ "logging": logging })),
-        dir.path(),
-        &[],
-    );
+    let out = run_to_exit(&config_with(json!({}), json!({ "logging": logging })), dir.path(), &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("/nonexistent/dir/threatbus.log"), "{text}");

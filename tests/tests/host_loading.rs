@@ -17,14 +17,8 @@ fn inmem_loads_from_plugin_dir_and_unconfigured_app_is_ignored() {
     bus.wait_for("Threat Bus running: backbones [inmem], apps []");
     let log = bus.log();
     assert!(log.contains("In-memory backbone started."), "{log}");
-    assert!(
-        log.contains("Ignoring installed, but unconfigured app 'testapp'"),
-        "{log}"
-    );
-    assert!(
-        !log.contains("testapp started"),
-        "an unconfigured plugin was started:\n{log}"
-    );
+    assert!(log.contains("Ignoring installed, but unconfigured app 'testapp'"), "{log}");
+    assert!(!log.contains("testapp started"), "an unconfigured plugin was started:\n{log}");
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
 }
@@ -59,49 +53,24 @@ fn broken_files_are_rejected_and_the_bus_keeps_working() {
         assert_contains_all(line, &words, &log);
     }
     let line = line_with(&log, &not_a_plugin.display().to_string());
-    assert_contains_all(
-        line,
-        &[
-            "is not a threatbus plugin",
-            "THREATBUS_PLUGIN not found",
-            "export_plugin!",
-        ],
-        &log,
-    );
+    assert_contains_all(line, &["is not a threatbus plugin", "THREATBUS_PLUGIN not found", "export_plugin!"], &log);
     let line = line_with(&log, &writable.display().to_string());
-    assert_contains_all(
-        line,
-        &[
-            "refusing to load plugin",
-            "writable by group/others",
-            "0664",
-            "chmod go-w",
-        ],
-        &log,
-    );
+    assert_contains_all(line, &["refusing to load plugin", "writable by group/others", "0664", "chmod go-w"], &log);
     let line = line_with(&log, "provided by both");
     assert_contains_all(
         line,
         &[
             "'testapp'",
-            &dir.path()
-                .join("libthreatbus_test_app.so")
-                .display()
-                .to_string(),
+            &dir.path().join("libthreatbus_test_app.so").display().to_string(),
             &format!("ignoring {}", dup.display()),
         ],
         &log,
     );
     // One line per rejected file, at warning level.
     let rejected = broken.len() + 3;
-    let warnings = log
-        .lines()
-        .filter(|l| l.contains("WARNING") && l.contains(&dir.path().display().to_string()))
-        .count();
-    assert_eq!(
-        warnings, rejected,
-        "expected one warning per rejected file:\n{log}"
-    );
+    let warnings =
+        log.lines().filter(|l| l.contains("WARNING") && l.contains(&dir.path().display().to_string())).count();
+    assert_eq!(warnings, rejected, "expected one warning per rejected file:\n{log}");
 
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
@@ -119,10 +88,7 @@ fn configured_broken_plugin_stops_startup_naming_file_and_fix() {
         let path = dir.add_bytes(&bytes, file);
         let out = run_to_exit(&config(apps.clone()), dir.path(), &[]);
         let text = output_text(&out);
-        assert!(
-            !out.status.success(),
-            "{file}: host started anyway:\n{text}"
-        );
+        assert!(!out.status.success(), "{file}: host started anyway:\n{text}");
         let line = line_with(&text, &path.display().to_string());
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_contains_all(line, &words, &text);
@@ -143,10 +109,7 @@ fn configured_group_writable_plugin_stops_startup_with_chmod_hint() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).expect("chmod");
     let out = run_to_exit(&config(json!({ "testapp": {} })), dir.path(), &[]);
     let text = output_text(&out);
-    assert!(
-        !out.status.success(),
-        "host started with a group-writable plugin:\n{text}"
-    );
+    assert!(!out.status.success(), "host started with a group-writable plugin:\n{text}");
     let line = line_with(&text, &path.display().to_string());
     assert_contains_all(line, &["writable by group/others", "chmod go-w"], &text);
     assert!(text.contains("'testapp'"), "{text}");
@@ -158,20 +121,9 @@ fn group_writable_plugin_dir_stops_startup_with_chmod_hint() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775)).expect("chmod");
     let out = run_to_exit(&config(json!({})), dir.path(), &[]);
     let text = output_text(&out);
-    assert!(
-        !out.status.success(),
-        "host started from a group-writable directory:\n{text}"
-    );
+    assert!(!out.status.success(), "host started from a group-writable directory:\n{text}");
     let line = line_with(&text, "writable by group/others");
-    assert_contains_all(
-        line,
-        &[
-            "plugin directory",
-            &dir.path().display().to_string(),
-            "chmod go-w",
-        ],
-        &text,
-    );
+    assert_contains_all(line, &["plugin directory", &dir.path().display().to_string(), "chmod go-w"], &text);
 }
 
 #[test]
@@ -182,11 +134,7 @@ fn duplicate_plugin_name_uses_the_first_file() {
     bus.wait_for("Threat Bus running: backbones [inmem], apps [testapp]");
     let log = bus.log();
     let line = line_with(&log, "provided by both");
-    assert_contains_all(
-        line,
-        &["'testapp'", &format!("ignoring {}", dup.display())],
-        &log,
-    );
+    assert_contains_all(line, &["'testapp'", &format!("ignoring {}", dup.display())], &log);
     assert_eq!(bus.count("testapp started"), 1, "{log}");
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());

@@ -70,11 +70,7 @@ fn topics_match_by_prefix() {
     want.sort_by_key(|v| v["id"].to_string());
     assert_eq!(ids(got.iter().map(|r| &r.json)), ids(want));
     for r in &got {
-        assert_eq!(
-            r.topic,
-            format!("stix2/{}", r.json["type"].as_str().unwrap()),
-            "{r:?}"
-        );
+        assert_eq!(r.topic, format!("stix2/{}", r.json["type"].as_str().unwrap()), "{r:?}");
     }
 
     let got = read_output(&sightings);
@@ -97,10 +93,7 @@ fn topics_match_by_prefix() {
 fn snapshot_results_reach_only_the_requester() {
     let dir = standard_dir();
     add_testap2(&dir);
-    let (requester, bystander) = (
-        dir.path().join("requester.jsonl"),
-        dir.path().join("bystander.jsonl"),
-    );
+    let (requester, bystander) = (dir.path().join("requester.jsonl"), dir.path().join("bystander.jsonl"));
     let (go1, go2) = (dir.path().join("go1"), dir.path().join("go2"));
     let snapshot: Vec<Value> = (100..104).map(indicator).collect();
     let mut reply: Vec<String> = snapshot.iter().map(Value::to_string).collect();
@@ -121,10 +114,7 @@ fn snapshot_results_reach_only_the_requester() {
     assert!(got.iter().all(|r| r.topic == "stix2/indicator"), "{got:#?}");
     bus.wait_for("testap2 answered snapshot");
     let line = line_with(&bus.log(), "testap2 answered snapshot").to_string();
-    assert!(
-        line.contains(&format!("with {} envelopes", snapshot.len())),
-        "{line}"
-    );
+    assert!(line.contains(&format!("with {} envelopes", snapshot.len())), "{line}");
 
     // Live data still reaches both queues; the snapshot bodies only one.
     trigger(&go2);
@@ -134,20 +124,12 @@ fn snapshot_results_reach_only_the_requester() {
     assert!(st.success(), "{st:?}\n{}", bus.log());
 
     let got = read_output(&bystander);
-    assert_eq!(
-        got.iter().map(|r| &r.json).collect::<Vec<_>>(),
-        vec![&marker],
-        "bystander got snapshot data"
-    );
+    assert_eq!(got.iter().map(|r| &r.json).collect::<Vec<_>>(), vec![&marker], "bystander got snapshot data");
     let got = read_output(&requester);
     assert_eq!(got.len(), snapshot.len() + 1, "{got:#?}");
     assert_eq!(got.last().unwrap().json, marker);
     // The requester's own snapshot() was asked too and had nothing to add.
-    assert!(
-        bus.log().contains("testapp answered snapshot"),
-        "{}",
-        bus.log()
-    );
+    assert!(bus.log().contains("testapp answered snapshot"), "{}", bus.log());
 }
 
 /// A snapshot of `stix2/` asks for indicators and sightings under one id.
@@ -192,21 +174,11 @@ fn check_both_types(bus: &mut Bus, out: &std::path::Path, objs: &[Value]) {
     let got = wait_output(bus, out, objs.len());
     assert_eq!(ids(got.iter().map(|r| &r.json)), ids(objs), "{got:#?}");
     for r in &got {
-        assert_eq!(
-            r.json,
-            *objs.iter().find(|o| o["id"] == r.json["id"]).unwrap()
-        );
-        assert_eq!(
-            r.topic,
-            format!("stix2/{}", r.json["type"].as_str().unwrap())
-        );
+        assert_eq!(r.json, *objs.iter().find(|o| o["id"] == r.json["id"]).unwrap());
+        assert_eq!(r.topic, format!("stix2/{}", r.json["type"].as_str().unwrap()));
     }
     let log = bus.log();
-    let id = line_with(&log, "testapp subscribed to stix2/ with snapshot")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = line_with(&log, "testapp subscribed to stix2/ with snapshot").rsplit(' ').next().unwrap().to_string();
     assert_eq!(bus.count(&format!("got snapshot request {id}")), 2, "{log}");
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());

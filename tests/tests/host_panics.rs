@@ -10,41 +10,24 @@ use threatbus_integration_tests::*;
 #[test]
 fn init_error_stops_startup() {
     let dir = standard_dir();
-    let out = run_to_exit(
-        &config(json!({ "testapp": { "fail_init": "the frobnicator is missing" } })),
-        dir.path(),
-        &[],
-    );
+    let out =
+        run_to_exit(&config(json!({ "testapp": { "fail_init": "the frobnicator is missing" } })), dir.path(), &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     let line = line_with(&text, "threatbus: ");
-    assert_contains_all(
-        line,
-        &[
-            "plugin 'testapp' failed to initialize",
-            "the frobnicator is missing",
-        ],
-        &text,
-    );
+    assert_contains_all(line, &["plugin 'testapp' failed to initialize", "the frobnicator is missing"], &text);
 }
 
 #[test]
 fn init_panic_stops_startup() {
     let dir = standard_dir();
-    let out = run_to_exit(
-        &config(json!({ "testapp": { "panic_init": true } })),
-        dir.path(),
-        &[],
-    );
+    let out = run_to_exit(&config(json!({ "testapp": { "panic_init": true } })), dir.path(), &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     let line = line_with(&text, "threatbus: ");
     assert_contains_all(
         line,
-        &[
-            "plugin 'testapp' panicked during initialization",
-            "testapp panics in init as configured",
-        ],
+        &["plugin 'testapp' panicked during initialization", "testapp panics in init as configured"],
         &text,
     );
 }
@@ -52,19 +35,11 @@ fn init_panic_stops_startup() {
 #[test]
 fn invalid_plugin_config_stops_startup_naming_plugin_and_key() {
     let dir = standard_dir();
-    let out = run_to_exit(
-        &config(json!({ "testapp": { "subscribe": ["stix2/"], "bogus_key": 1 } })),
-        dir.path(),
-        &[],
-    );
+    let out = run_to_exit(&config(json!({ "testapp": { "subscribe": ["stix2/"], "bogus_key": 1 } })), dir.path(), &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     let line = line_with(&text, "threatbus: ");
-    assert_contains_all(
-        line,
-        &["invalid config for plugin 'testapp'", "bogus_key"],
-        &text,
-    );
+    assert_contains_all(line, &["invalid config for plugin 'testapp'", "bogus_key"], &text);
 }
 
 /// testapp's thread panics; testap2 keeps publishing and receiving through
@@ -87,21 +62,13 @@ fn thread_panic_is_contained() {
     bus.wait_for("Threat Bus running: backbones [inmem], apps [testap2, testapp]");
     trigger(&dir.path().join("panic"));
     bus.wait_for("plugin 'testapp' failed and is no longer called");
-    assert!(
-        bus.log().contains("testapp thread panics as configured"),
-        "{}",
-        bus.log()
-    );
+    assert!(bus.log().contains("testapp thread panics as configured"), "{}", bus.log());
     trigger(&go);
     let got = wait_output(&bus, &out, msgs.len());
     assert_eq!(ids(got.iter().map(|r| &r.json)), ids(&msgs));
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
-    assert!(
-        !bus.log().contains("plugin 'testap2' failed"),
-        "{}",
-        bus.log()
-    );
+    assert!(!bus.log().contains("plugin 'testap2' failed"), "{}", bus.log());
 }
 
 /// A thread that panics while the plugin is still starting is reported too.
@@ -145,21 +112,11 @@ fn snapshot_panic_is_contained() {
     bus.wait_for("Threat Bus running");
     trigger(&go1);
     bus.wait_for("plugin 'testapp' failed and is no longer called");
-    assert!(
-        bus.log()
-            .contains("testapp panics in snapshot as configured"),
-        "{}",
-        bus.log()
-    );
+    assert!(bus.log().contains("testapp panics in snapshot as configured"), "{}", bus.log());
     trigger(&go2);
     for f in [&live, &snap] {
         let got = wait_output(&bus, f, msgs.len());
-        assert_eq!(
-            ids(got.iter().map(|r| &r.json)),
-            ids(&msgs),
-            "{}",
-            f.display()
-        );
+        assert_eq!(ids(got.iter().map(|r| &r.json)), ids(&msgs), "{}", f.display());
     }
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());

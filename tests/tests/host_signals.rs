@@ -24,21 +24,13 @@ fn exits_zero_within_2s(sig: i32) {
     bus.signal(sig);
     match bus.wait_exit(Duration::from_secs(2)) {
         Some(st) => assert!(st.success(), "{st:?}\n{}", bus.log()),
-        None => panic!(
-            "bus did not exit within 2 s of signal {sig}; output:\n{}",
-            bus.log()
-        ),
+        None => panic!("bus did not exit within 2 s of signal {sig}; output:\n{}", bus.log()),
     }
     let log = bus.log();
-    assert!(
-        log.contains(&format!("received signal {sig}; shutting down")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("received signal {sig}; shutting down")), "{log}");
     // Apps stop before backbones.
     let app = log.find("testapp stopped").expect("testapp stopped");
-    let backbone = log
-        .find("In-memory backbone stopped")
-        .expect("inmem stopped");
+    let backbone = log.find("In-memory backbone stopped").expect("inmem stopped");
     assert!(app < backbone, "{log}");
 }
 
@@ -57,23 +49,14 @@ fn sigint_exits_zero_within_2s() {
 fn hanging_stop_is_abandoned_after_the_deadline() {
     let dir = standard_dir();
     let apps = json!({ "testapp": { "hang_in_stop": true } });
-    let mut bus = Bus::start(
-        &config_with(apps, json!({ "core": { "stop_timeout": 0.5 } })),
-        dir.path(),
-    );
+    let mut bus = Bus::start(&config_with(apps, json!({ "core": { "stop_timeout": 0.5 } })), dir.path());
     bus.wait_for("Threat Bus running");
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
     let log = bus.log();
     assert!(log.contains("testapp hangs in stop as configured"), "{log}");
-    assert!(
-        log.contains("plugin 'testapp' did not stop within"),
-        "{log}"
-    );
-    assert!(
-        log.contains("In-memory backbone stopped"),
-        "backbone not stopped after the app deadline:\n{log}"
-    );
+    assert!(log.contains("plugin 'testapp' did not stop within"), "{log}");
+    assert!(log.contains("In-memory backbone stopped"), "backbone not stopped after the app deadline:\n{log}");
 }
 
 /// A second signal while a plugin hangs in stop() exits at once, long
@@ -82,25 +65,16 @@ fn hanging_stop_is_abandoned_after_the_deadline() {
 fn second_signal_exits_at_once() {
     let dir = standard_dir();
     let apps = json!({ "testapp": { "hang_in_stop": true } });
-    let mut bus = Bus::start(
-        &config_with(apps, json!({ "core": { "stop_timeout": 3600 } })),
-        dir.path(),
-    );
+    let mut bus = Bus::start(&config_with(apps, json!({ "core": { "stop_timeout": 3600 } })), dir.path());
     bus.wait_for("Threat Bus running");
     bus.signal(libc::SIGTERM);
     bus.wait_for("testapp hangs in stop as configured");
     bus.signal(libc::SIGINT);
     let st = match bus.wait_exit(WAIT) {
         Some(st) => st,
-        None => panic!(
-            "bus did not exit after the second signal; output:\n{}",
-            bus.log()
-        ),
+        None => panic!("bus did not exit after the second signal; output:\n{}", bus.log()),
     };
-    assert!(
-        !st.success(),
-        "a forced exit should not report success: {st:?}"
-    );
+    assert!(!st.success(), "a forced exit should not report success: {st:?}");
     let log = bus.log();
     assert!(log.contains("second signal"), "{log}");
     assert!(!log.contains("did not stop within"), "{log}");

@@ -70,10 +70,7 @@ pub fn standard_dir() -> PluginDir {
 
 /// Adds a copy of the test app renamed to `testap2`, so that two apps run.
 pub fn add_testap2(dir: &PluginDir) -> PathBuf {
-    dir.add_bytes(
-        &renamed_plugin(TESTAPP, "testapp", "testap2"),
-        "libthreatbus_test_ap2.so",
-    )
+    dir.add_bytes(&renamed_plugin(TESTAPP, "testapp", "testap2"), "libthreatbus_test_ap2.so")
 }
 
 /// One line of a testapp output file.
@@ -89,15 +86,11 @@ pub fn read_output(path: &Path) -> Vec<Received> {
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"));
-            let json = v["json"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no json in {l:?}"));
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"));
+            let json = v["json"].as_str().unwrap_or_else(|| panic!("no json in {l:?}"));
             Received {
                 topic: v["topic"].as_str().expect("topic").to_string(),
-                json: serde_json::from_str(json)
-                    .unwrap_or_else(|e| panic!("message is not JSON {json:?}: {e}")),
+                json: serde_json::from_str(json).unwrap_or_else(|e| panic!("message is not JSON {json:?}: {e}")),
             }
         })
         .collect()
@@ -131,50 +124,33 @@ pub fn trigger(path: &Path) {
 
 /// The ids of the STIX objects, sorted.
 pub fn ids<'a>(objs: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
-    let mut v: Vec<String> = objs
-        .into_iter()
-        .map(|o| o["id"].as_str().expect("id").to_string())
-        .collect();
+    let mut v: Vec<String> = objs.into_iter().map(|o| o["id"].as_str().expect("id").to_string()).collect();
     v.sort();
     v
 }
 
 /// The first line of `text` that contains `needle`; panics with `text` otherwise.
 pub fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
-    text.lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line contains {needle:?} in:\n{text}"))
+    text.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line contains {needle:?} in:\n{text}"))
 }
 
 /// Asserts that `line` contains every word of `words`.
 pub fn assert_contains_all(line: &str, words: &[&str], context: &str) {
     for w in words {
-        assert!(
-            line.contains(w),
-            "{w:?} missing in {line:?}\n--- context:\n{context}"
-        );
+        assert!(line.contains(w), "{w:?} missing in {line:?}\n--- context:\n{context}");
     }
 }
 
 /// stdout and stderr of a finished run, as one string.
 pub fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// Runs the host on `config_yaml` with `dir` until it exits by itself.
 pub fn run_to_exit(config_yaml: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
     let cfg = config_file(config_yaml);
     run_threatbus(
-        &[
-            "-c",
-            cfg.path().to_str().expect("utf-8 path"),
-            "--plugin-dir",
-            dir.to_str().expect("utf-8 path"),
-        ],
+        &["-c", cfg.path().to_str().expect("utf-8 path"), "--plugin-dir", dir.to_str().expect("utf-8 path")],
         env,
     )
 }
@@ -186,11 +162,7 @@ pub fn broken_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
         (
             "bad-magic.so",
             patched_plugin(TESTAPP, DeclField::Magic, 0),
-            vec![
-                "declaration is corrupt".into(),
-                "bad magic".into(),
-                "rebuild the plugin".into(),
-            ],
+            vec!["declaration is corrupt".into(), "bad magic".into(), "rebuild the plugin".into()],
         ),
         (
             "wrong-major.so",
@@ -215,21 +187,13 @@ pub fn broken_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
         (
             "panic-abort.so",
             patched_plugin(TESTAPP, DeclField::PanicUnwind, 0),
-            vec![
-                "'testapp'".into(),
-                "panic=abort".into(),
-                "rebuild with panic = \"unwind\"".into(),
-            ],
+            vec!["'testapp'".into(), "panic=abort".into(), "rebuild with panic = \"unwind\"".into()],
         ),
         (
             "unknown-kind.so",
             patched_plugin(TESTAPP, DeclField::Kind, 7),
             vec!["'testapp'".into(), "unknown kind 7".into()],
         ),
-        (
-            "x.so",
-            b"this is not an ELF file\n".to_vec(),
-            vec!["cannot load plugin".into(), "ldd".into()],
-        ),
+        ("x.so", b"this is not an ELF file\n".to_vec(), vec!["cannot load plugin".into(), "ldd".into()]),
     ]
 }
