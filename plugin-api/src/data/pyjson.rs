@@ -22,6 +22,7 @@ use std::io;
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
+use serde_json::Value;
 
 /// A [`serde_json::ser::Formatter`] that produces Python `json.dumps` style
 /// output (see the [module documentation](self)).
@@ -390,6 +391,19 @@ pub(crate) fn into_string(out: Vec<u8>) -> String {
     }
 }
 
+/// Python truthiness of a JSON value (`bool(x)` of the decoded value):
+/// `null`, `false`, `0`, `""`, `[]` and `{}` are false, all else true.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +493,16 @@ mod tests {
     #[test]
     fn integers_unchanged() {
         assert_eq!(to_string(&json!([0, -1, u64::MAX, i64::MIN])), format!("[0, -1, {}, {}]", u64::MAX, i64::MIN));
+    }
+
+    #[test]
+    fn truthiness_is_pythons() {
+        use serde_json::json;
+        for v in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
+            assert!(!truthy(&v), "{v}");
+        }
+        for v in [json!(true), json!(1), json!(-0.5), json!("x"), json!([0]), json!({"a": null})] {
+            assert!(truthy(&v), "{v}");
+        }
     }
 }

@@ -445,18 +445,6 @@ fn selector_syntax_ok(selector: &str) -> bool {
     })
 }
 
-/// Python truthiness of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
 /// Whether a granular-marking selector (`"description"`, `"labels.[1]"`,
 /// `"x_custom.key"`) matches a non-empty value, as `stix2.markings.utils`
 /// walks objects: into JSON objects and list items that are JSON objects,
@@ -496,7 +484,7 @@ fn selector_resolves(map: &Map<String, Value>, selector: &str) -> bool {
             None => return false,
         }
     }
-    truthy(cur)
+    super::pyjson::truthy(cur)
 }
 
 /// `granular_markings`: objects with a non-empty `selectors` list of
