@@ -113,6 +113,11 @@ unsafe impl Sync for Queue {}
 struct Inner {
     buf: VecDeque<Message>,
     closed: bool,
+    /// Receivers blocked in `not_empty`; a send wakes one only if any
+    /// (saves a futex system call per message on a busy queue).
+    waiting_receivers: usize,
+    /// Senders blocked in `not_full`.
+    waiting_senders: usize,
 }
 
 struct QueueState {
@@ -180,16 +185,21 @@ extern "C" fn q_send(p: *const c_void, msg: Message, timeout_ms: u64) -> SendSta
         }
         if g.buf.len() < s.capacity {
             g.buf.push_back(msg);
+            let wake = g.waiting_receivers > 0;
             drop(g);
-            s.not_empty.notify_one();
+            if wake {
+                s.not_empty.notify_one();
+            }
             return SendStatus::OK;
         }
         if s.overflow == Overflow::DROP_NEWEST {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return SendStatus::DROPPED;
         }
+        g.waiting_senders += 1;
         let (ng, timed_out) = wait(&s.not_full, g, deadline);
         g = ng;
+        g.waiting_senders -= 1;
         if timed_out {
             return SendStatus::FULL;
         }
@@ -201,10 +211,10 @@ fn recv_with<F: FnOnce(&mut Inner)>(s: &QueueState, timeout_ms: u64, take: F) ->
     let deadline = deadline(timeout_ms);
     loop {
         if !g.buf.is_empty() {
-            let was_full = g.buf.len() >= s.capacity;
             take(&mut g);
+            let wake = g.waiting_senders > 0;
             drop(g);
-            if was_full {
+            if wake {
                 s.not_full.notify_all();
             }
             return RecvStatus::OK;
@@ -212,8 +222,10 @@ fn recv_with<F: FnOnce(&mut Inner)>(s: &QueueState, timeout_ms: u64, take: F) ->
         if g.closed {
             return RecvStatus::CLOSED;
         }
+        g.waiting_receivers += 1;
         let (ng, timed_out) = wait(&s.not_empty, g, deadline);
         g = ng;
+        g.waiting_receivers -= 1;
         if timed_out && g.buf.is_empty() {
             return if g.closed { RecvStatus::CLOSED } else { RecvStatus::TIMEOUT };
         }
@@ -315,7 +327,12 @@ impl Queue {
     /// Creates a queue holding at most `capacity` messages (at least 1).
     pub fn bounded(capacity: usize, overflow: Overflow) -> Queue {
         let st = Arc::new(QueueState {
-            inner: Mutex::new(Inner { buf: VecDeque::with_capacity(capacity.clamp(1, 4096)), closed: false }),
+            inner: Mutex::new(Inner {
+                buf: VecDeque::with_capacity(capacity.clamp(1, 4096)),
+                closed: false,
+                waiting_receivers: 0,
+                waiting_senders: 0,
+            }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity: capacity.max(1),
@@ -559,5 +576,44 @@ mod tests {
         }
         assert_eq!(seen, 4000);
         assert!(q.is_empty());
+    }
+
+    /// Blocked senders and receivers on a tiny queue: every wake-up must
+    /// reach a waiter (no lost wake-ups with the waiter counts).
+    #[test]
+    fn many_producers_many_consumers_on_a_tiny_queue() {
+        let q = Queue::bounded(2, Overflow::BLOCK);
+        let producers: Vec<_> = (0..3)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..2000 {
+                        q.send(msg(p * 2000 + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut n = 0usize;
+                    while q.recv().is_some() {
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        // Close only once everything was taken, so that the count is exact.
+        while !q.is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        q.close();
+        let total: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(total, 6000);
     }
 }
