@@ -29,6 +29,18 @@ pub struct FfiLogRecord<'a> {
     pub line: u32,
 }
 
+/// At most 200 characters of a (possibly binary) message body, on one line
+/// (control characters escaped, `…` when cut): for log lines about input
+/// that was rejected.
+pub fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let mut out: String = s.chars().take(200).collect();
+    if s.chars().nth(200).is_some() {
+        out.push('…');
+    }
+    out.escape_debug().to_string()
+}
+
 /// Converts a log level to its wire value.
 pub fn level_to_u8(level: log::Level) -> u8 {
     level as usize as u8
@@ -118,5 +130,19 @@ pub fn install_forwarding_logger(host: HostServices_Ref, plugin_name: &str) {
     let logger = ForwardLogger { host, target: plugin_target(plugin_name) };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level_filter_from_u8((host.log_max_level())()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn excerpt_is_short_and_single_line() {
+        assert_eq!(excerpt(b"a\nb"), "a\\nb");
+        let long = vec![b'x'; 500];
+        assert_eq!(excerpt(&long).chars().count(), 201);
+        assert_eq!(excerpt(&[b'x'; 200]).chars().count(), 200);
+        assert_eq!(excerpt(&[0xff, b'a']), "\u{fffd}a");
     }
 }

@@ -57,6 +57,13 @@ impl MessageKind {
         }
     }
 
+    /// The kind whose internal topic is exactly `topic` (e.g. `stix2/indicator`).
+    pub fn from_topic(topic: &str) -> Option<Self> {
+        [Self::INDICATOR, Self::SIGHTING, Self::SNAPSHOT_REQUEST, Self::SNAPSHOT_ENVELOPE]
+            .into_iter()
+            .find(|k| k.topic() == topic)
+    }
+
     /// The kind whose `type` field or type name is `name`.
     pub fn from_type_name(name: &str) -> Option<Self> {
         match name {

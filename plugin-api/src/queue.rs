@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -362,6 +362,18 @@ impl Queue {
         Self::status_to_result((self.vtable.send())(self.state, msg, timeout.as_millis() as u64))
     }
 
+    /// Like [`Queue::send`], but gives up on a `BLOCK` queue that stays
+    /// full once `stop` is set (checked every 100 ms) and returns
+    /// [`SendError::Full`]: for threads that must never hang a shutdown.
+    pub fn send_or_stop(&self, msg: Message, stop: &AtomicBool) -> Result<(), SendError> {
+        loop {
+            match self.send_timeout(msg.clone(), Duration::from_millis(100)) {
+                Err(SendError::Full) if !stop.load(Ordering::Relaxed) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Enqueues without waiting.
     pub fn try_send(&self, msg: Message) -> Result<(), SendError> {
         Self::status_to_result((self.vtable.send())(self.state, msg, 0))
@@ -615,5 +627,23 @@ mod tests {
         q.close();
         let total: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(total, 6000);
+    }
+
+    #[test]
+    fn send_or_stop_waits_for_room_and_gives_up_when_stopping() {
+        let q = Queue::bounded(1, Overflow::BLOCK);
+        q.send(msg(1)).unwrap();
+        let stop = AtomicBool::new(false);
+        let r = q.clone();
+        let taker = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            r.recv()
+        });
+        q.send_or_stop(msg(2), &stop).unwrap();
+        assert_eq!(taker.join().unwrap().unwrap().json(), "{\"n\": 1}");
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(q.send_or_stop(msg(3), &stop), Err(SendError::Full));
+        q.close();
+        assert_eq!(q.send_or_stop(msg(4), &stop), Err(SendError::Closed));
     }
 }

@@ -7,9 +7,8 @@
 //! original. Messages are shared (reference-counted), never copied per
 //! subscriber.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::RwLock;
-use std::time::Duration;
 
 use crate::{Message, Queue, SendError};
 
@@ -83,20 +82,10 @@ impl Subscriptions {
 /// queue is skipped; a drop by a `DROP_NEWEST` queue is counted by that
 /// queue (its owner reports it).
 pub fn deliver(q: &Queue, msg: &Message, stopping: &AtomicBool) {
-    loop {
-        match q.send_timeout(msg.clone(), Duration::from_millis(200)) {
-            Ok(()) | Err(SendError::Dropped) => return,
-            Err(SendError::Closed) => {
-                log::debug!("subscriber queue {q:?} is closed; message not delivered to it");
-                return;
-            }
-            Err(SendError::Full) => {
-                if stopping.load(Ordering::Relaxed) {
-                    log::warn!("subscriber queue {q:?} stayed full during shutdown; dropped {msg:?}");
-                    return;
-                }
-            }
-        }
+    match q.send_or_stop(msg.clone(), stopping) {
+        Ok(()) | Err(SendError::Dropped) => {}
+        Err(SendError::Closed) => log::debug!("subscriber queue {q:?} is closed; message not delivered to it"),
+        Err(SendError::Full) => log::warn!("subscriber queue {q:?} stayed full during shutdown; dropped {msg:?}"),
     }
 }
 

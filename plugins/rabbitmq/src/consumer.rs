@@ -12,6 +12,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Connection};
+use threatbus_plugin_api::logging::excerpt;
 use threatbus_plugin_api::{routing, Message};
 use tokio::sync::mpsc;
 
@@ -197,28 +198,5 @@ async fn handle(shared: &Shared, delivery: Delivery, decoded: &mpsc::UnboundedSe
                 log::debug!("RabbitMQ consumer: reject failed: {e}");
             }
         }
-    }
-}
-
-/// At most 200 characters of a body, for log lines.
-fn excerpt(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
-    let mut out: String = s.chars().take(200).collect();
-    if s.chars().count() > 200 {
-        out.push('…');
-    }
-    out.escape_debug().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::excerpt;
-
-    #[test]
-    fn excerpt_is_short_and_single_line() {
-        assert_eq!(excerpt(b"a\nb"), "a\\nb");
-        let long = vec![b'x'; 500];
-        assert_eq!(excerpt(&long).chars().count(), 201);
-        assert_eq!(excerpt(&[0xff, b'a']), "\u{fffd}a");
     }
 }

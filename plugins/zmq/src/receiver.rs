@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use threatbus_plugin_api::data::TOPIC_SNAPSHOT_ENVELOPE;
+use threatbus_plugin_api::logging::excerpt;
 use threatbus_plugin_api::{Message, MessageKind, Queue, SendError};
 
 /// The SUB socket's subscriptions, as in the original.
@@ -40,16 +41,9 @@ impl std::fmt::Display for Rejected {
     }
 }
 
-/// The message kind a topic carries.
+/// The message kind a topic from an app carries (apps never send requests).
 fn kind_of(topic: &str) -> Option<MessageKind> {
-    if topic == TOPIC_SNAPSHOT_ENVELOPE {
-        return Some(MessageKind::SNAPSHOT_ENVELOPE);
-    }
-    match topic.strip_prefix("stix2/")? {
-        "indicator" => Some(MessageKind::INDICATOR),
-        "sighting" => Some(MessageKind::SIGHTING),
-        _ => None,
-    }
+    MessageKind::from_topic(topic).filter(|k| *k != MessageKind::SNAPSHOT_REQUEST)
 }
 
 /// Decodes and validates one single-part frame.
@@ -95,27 +89,15 @@ impl LogLimiter {
     }
 }
 
-fn preview(frame: &[u8]) -> String {
-    let n = frame.len().min(200);
-    let mut s = String::from_utf8_lossy(&frame[..n]).into_owned();
-    if frame.len() > n {
-        s.push_str("...");
-    }
-    s
-}
-
 /// Puts a message into `inq`, waiting while it is full but giving up when
 /// the plugin stops. Returns false if the message was not accepted.
 fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
-    loop {
-        match inq.send_timeout(msg.clone(), Duration::from_millis(100)) {
-            Ok(()) => return true,
-            Err(SendError::Closed) => return false,
-            Err(_) if stopping.load(Ordering::Relaxed) => {
-                log::warn!("inbound queue full while stopping; a message from an app was not accepted");
-                return false;
-            }
-            Err(_) => continue,
+    match inq.send_or_stop(msg, stopping) {
+        Ok(()) => true,
+        Err(SendError::Closed) => false,
+        Err(_) => {
+            log::warn!("inbound queue full while stopping; a message from an app was not accepted");
+            false
         }
     }
 }
@@ -169,7 +151,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
                 if !skipping && limiter.allow(Instant::now()) {
                     log::warn!(
                         "Dropping a multipart message (apps must send '<topic> <json>' in one frame): {}",
-                        preview(&frame)
+                        excerpt(&frame)
                     );
                 }
                 skipping = more;
@@ -182,7 +164,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
                 }
                 Err(e) => {
                     if limiter.allow(Instant::now()) {
-                        log::error!("Error decoding message: {e}; frame: {}", preview(&frame));
+                        log::error!("Error decoding message: {e}; frame: {}", excerpt(&frame));
                     }
                 }
             }
@@ -208,8 +190,15 @@ mod tests {
         assert_eq!(kind_of("stix2/indicator"), Some(MessageKind::INDICATOR));
         assert_eq!(kind_of("stix2/sighting"), Some(MessageKind::SIGHTING));
         assert_eq!(kind_of("threatbus/snapshotenvelope"), Some(MessageKind::SNAPSHOT_ENVELOPE));
-        for bad in ["threatbus/snapshotenvelopeX", "stix2/", "stix2/indicatorX", "stix2/malware", "threatbus/intel", ""]
-        {
+        for bad in [
+            "threatbus/snapshotenvelopeX",
+            "stix2/",
+            "stix2/indicatorX",
+            "stix2/malware",
+            "threatbus/intel",
+            "threatbus/snapshotrequest",
+            "",
+        ] {
             assert_eq!(kind_of(bad), None, "{bad}");
         }
     }
