@@ -14,10 +14,9 @@ impl log::Log for Tee {
         self.sinks.iter().any(|s| s.enabled(m))
     }
     fn log(&self, r: &log::Record<'_>) {
+        // Each sink applies its own filter.
         for s in &self.sinks {
-            if s.matches(r) {
-                s.log(r);
-            }
+            s.log(r);
         }
     }
     fn flush(&self) {
