@@ -16,11 +16,17 @@ pub fn parse_plugin_config<T: DeserializeOwned>(plugin: &str, json: &str) -> Res
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
-            PluginError::new(format!("invalid config for plugin '{plugin}': {inner}"))
+            invalid_config(plugin, inner)
         } else {
-            PluginError::new(format!("invalid config for plugin '{plugin}': {path}: {inner}"))
+            invalid_config(plugin, format_args!("{path}: {inner}"))
         }
     })
+}
+
+/// The error for a config that deserialized but failed a plugin's own
+/// checks, e.g. `invalid config for plugin 'zmq': host: must not be empty`.
+pub fn invalid_config(plugin: &str, detail: impl std::fmt::Display) -> PluginError {
+    PluginError::new(format!("invalid config for plugin '{plugin}': {detail}"))
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ pub struct RabbitMq {
 
 fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
     let cfg: Config = ctx.config()?;
-    cfg.validate().map_err(|e| PluginError::new(format!("invalid config for plugin 'rabbitmq': {e}")))?;
+    cfg.validate().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
     let queue_name = cfg.queue_name();
     let shared = Arc::new(Shared {
         cfg,

@@ -348,7 +348,7 @@ pub struct ZmqApp {
 
 fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let cfg: Config = ctx.config()?;
-    cfg.validate().map_err(|e| PluginError::new(format!("invalid config for plugin 'zmq': {e}")))?;
+    cfg.validate().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
     let host = ctx.host();
     let zctx = zmq::Context::new();
     let perr = PluginError::new;
