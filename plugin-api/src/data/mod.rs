@@ -1,11 +1,15 @@
 //! The Threat Bus data model and wire formats (Python `threatbus/data.py`).
 //!
 //! Threat Bus transports STIX 2.1 [`Indicator`]s and [`Sighting`]s plus two
-//! Threat Bus types, [`SnapshotRequest`] and [`SnapshotEnvelope`]. All JSON
-//! produced here is byte-compatible with the Python implementation: the
-//! separators and escaping of Python's `json.dumps` ([`pyjson`]) and, for
-//! STIX objects, the property order, defaults and timestamp formatting of
-//! the python `stix2` library's `serialize()`.
+//! Threat Bus types, [`SnapshotRequest`] and [`SnapshotEnvelope`].
+//!
+//! What the output is compatible with: STIX objects are validated like
+//! python `stix2` 3.0 (`stix2.parse(json, allow_custom=True)`, patterns by
+//! `stix2-patterns` 1.3.0) and written byte for byte as `stix2`'s
+//! `serialize()` writes the object it parsed: property order, defaults,
+//! timestamp precision, the separators and escaping of Python's `json.dumps`
+//! ([`pyjson`]), and numbers as Python reads and writes them. The snapshot
+//! types are written as the Python bus's encoders write them.
 //!
 //! ```
 //! use threatbus_plugin_api::data::{parse_stix2, MessageType};
@@ -15,22 +19,35 @@
 //! assert_eq!(obj.to_json(), json);
 //! ```
 //!
-//! Differences from the Python original (deliberate):
+//! Where we differ from `stix2` (deliberately stricter or bounded):
 //! * `id`, `created`, `modified` (and an indicator's `valid_from`) are
 //!   required on input; `stix2` would silently invent them.
 //! * A missing `spec_version` means 2.1 (`stix2` would treat the object as
 //!   STIX 2.0).
 //! * Scalar properties must have the JSON type of the spec (`stix2` coerces,
-//!   e.g. `"name": 5` to `"5"`); nested objects (`kill_chain_phases`,
-//!   `external_references`, `granular_markings`, `extensions`) are only
-//!   checked for their key fields.
+//!   e.g. `"name": 5` to `"5"`, and so does it for `source_name`, `url`, …
+//!   of external references).
 //! * Ids must use the canonical hyphenated UUID layout.
 //! * Timestamps may carry more than six fractional digits; they are
 //!   truncated to microseconds.
-//! * Keys of nested objects in custom properties are emitted sorted, because
-//!   `serde_json` is used without `preserve_order`.
-//! * Patterns of `pattern_type: "stix"` are always checked against the STIX
-//!   2.1 grammar, whatever their `pattern_version`.
+//! * Keys of nested JSON objects (custom properties, the hashes of an
+//!   external reference) are emitted sorted, because `serde_json` is used
+//!   without `preserve_order`; `stix2` keeps their input order.
+//! * Limits: JSON nests at most 128 levels (`serde_json`'s limit), a STIX
+//!   pattern at most [`pattern::MAX_NESTING`] levels, integers have at most
+//!   [`pyjson::MAX_INTEGER_DIGITS`] digits and floats must be finite
+//!   doubles; `stix2` fails on such input with a recursion error, an
+//!   `Infinity` that is not JSON, or a conversion error.
+//!
+//! Where the Python bus itself differs from `stix2`, we follow `stix2`:
+//! * it forwards `created`/`modified` with less than millisecond precision
+//!   (its queues lose `stix2`'s precision setting); we write milliseconds at
+//!   least, as `stix2` does;
+//! * its backbone thread dies on NaN or Infinity in a custom property and
+//!   the bus stops forwarding; we reject such a message and go on;
+//! * it rejects timestamps with more than six fractional digits; we accept
+//!   and truncate them;
+//! * it accepts non-canonical UUIDs; we reject them.
 
 use std::fmt;
 use std::time::Duration;

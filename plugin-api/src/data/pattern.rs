@@ -1,9 +1,11 @@
-//! A STIX 2.1 pattern parser.
+//! A STIX 2.1 (and 2.0) pattern parser.
 //!
 //! This is a hand-written recursive-descent parser for the STIX 2.1
 //! patterning grammar exactly as accepted by the Python reference validator
 //! `stix2-patterns` 1.3.0 (`stix2patterns.v21`, ANTLR grammar
-//! `STIXPattern.g4`), including its lexical quirks:
+//! `STIXPattern.g4`), and for its 2.0 grammar ([`PatternVersion::V2_0`]:
+//! no `EXISTS`, string literals after `START`/`STOP`), including its lexical
+//! quirks:
 //!
 //! * keywords (`AND`, `OR`, `NOT`, `FOLLOWEDBY`, `LIKE`, `MATCHES`, `IN`,
 //!   `ISSUBSET`, `ISSUPERSET`, `EXISTS`, `START`, `STOP`, `WITHIN`,
@@ -23,8 +25,13 @@
 //! [`validate`] additionally applies the checks `stix2` runs on an
 //! indicator's pattern (`stix2patterns.validator.run_validator(p, "2.1")`):
 //! the pattern must start with `[` or `([`, hash values must match their
-//! algorithm, a qualifier type may not be repeated on one observation, and
-//! negative list indexes (which crash the Python inspector) are rejected.
+//! algorithm, a qualifier type may not be repeated on one observation (2.1
+//! only), and negative list indexes (which crash the Python inspector) are
+//! rejected.
+//!
+//! Nesting is bounded by [`MAX_NESTING`], and the parser grows its stack on
+//! the heap when the calling thread's runs low, so no input can crash the
+//! caller.
 //!
 //! ```
 //! use threatbus_plugin_api::data::pattern;
@@ -41,6 +48,35 @@ use std::fmt;
 // ---------------------------------------------------------------------------
 // Public AST
 // ---------------------------------------------------------------------------
+
+/// The deepest nesting a pattern may have: parentheses (around observation
+/// or comparison expressions) and qualifiers together. Deeper patterns are
+/// rejected with [`PatternErrorKind::TooDeep`] before they can exhaust the
+/// stack of the thread that parses them. `stix2-patterns` has no explicit
+/// limit; its recursion limit rejects 243 to 978 levels, depending on the
+/// construct.
+pub const MAX_NESTING: usize = 200;
+
+/// The version of the patterning grammar (an indicator's `pattern_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatternVersion {
+    /// STIX 2.0: no `EXISTS`; `START` and `STOP` take string literals.
+    V2_0,
+    /// STIX 2.1.
+    V2_1,
+}
+
+impl PatternVersion {
+    /// The grammar `stix2` applies for a `pattern_version` value: 2.1 for
+    /// `"2.1"`, 2.0 for any other value (as `stix2patterns.validator` does).
+    pub fn from_pattern_version(value: &str) -> Self {
+        if value == "2.1" {
+            PatternVersion::V2_1
+        } else {
+            PatternVersion::V2_0
+        }
+    }
+}
 
 /// A parsed STIX 2.1 pattern. Borrows the pattern text it was parsed from.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,6 +342,8 @@ pub enum PatternErrorKind {
     NegativeIndex,
     /// The same qualifier type was applied twice to one observation.
     DuplicateQualifier(&'static str),
+    /// Parentheses and qualifiers nest deeper than [`MAX_NESTING`] levels.
+    TooDeep,
 }
 
 /// A pattern parse or validation error.
@@ -334,6 +372,9 @@ impl fmt::Display for PatternError {
             PatternErrorKind::NegativeIndex => f.write_str("negative list indexes are not supported"),
             PatternErrorKind::DuplicateQualifier(q) => {
                 write!(f, "duplicate {q} qualifier on one observation")
+            }
+            PatternErrorKind::TooDeep => {
+                write!(f, "parentheses and qualifiers nest deeper than {MAX_NESTING} levels")
             }
         }
     }
@@ -416,6 +457,8 @@ fn is_pattern_ws(c: char) -> bool {
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
+    /// `EXISTS` is a keyword in STIX 2.1 only (an identifier in 2.0).
+    exists_keyword: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -501,7 +544,7 @@ impl<'a> Lexer<'a> {
                     "MATCHES" => Tok::Matches,
                     "ISSUPERSET" => Tok::IsSuperset,
                     "ISSUBSET" => Tok::IsSubset,
-                    "EXISTS" => Tok::Exists,
+                    "EXISTS" if self.exists_keyword => Tok::Exists,
                     "LAST" => Tok::Last,
                     "IN" => Tok::In,
                     "START" => Tok::Start,
@@ -709,9 +752,21 @@ struct Parser<'a> {
     tok: Token,
     /// Byte offsets equal character offsets (the common case).
     ascii: bool,
+    version: PatternVersion,
+    /// Current nesting: open parentheses plus qualifiers applied so far.
+    depth: usize,
 }
 
 type PResult<T> = Result<T, PatternError>;
+
+/// Runs one level of recursion of the parser with enough stack: when less
+/// than 64 KiB are left, the rest of the descent continues on a new 1 MiB
+/// segment on the heap. The parser then never overflows the stack of
+/// whichever thread calls it, however small (a level costs about 8 KiB in
+/// an unoptimised build, 2 KiB in a release build).
+fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
 
 /// Describes why the string literal starting at `rest` (a `'`) did not lex.
 fn describe_bad_string(rest: &str) -> &'static str {
@@ -736,10 +791,21 @@ fn char_pos(src: &str, byte: usize) -> usize {
 }
 
 impl<'a> Parser<'a> {
-    fn new(src: &'a str) -> Self {
-        let mut lexer = Lexer { src, pos: 0 };
+    fn new(src: &'a str, version: PatternVersion) -> Self {
+        let mut lexer = Lexer { src, pos: 0, exists_keyword: version == PatternVersion::V2_1 };
         let tok = lexer.next_token();
-        Parser { lexer, tok, ascii: src.is_ascii() }
+        Parser { lexer, tok, ascii: src.is_ascii(), version, depth: 0 }
+    }
+
+    /// Enters one more level of nesting at the current token; fails past
+    /// [`MAX_NESTING`] so that neither the parser nor any walk over the
+    /// tree can exhaust the stack.
+    fn nest(&mut self) -> PResult<()> {
+        if self.depth >= MAX_NESTING {
+            return Err(PatternError { position: self.pos(self.tok), kind: PatternErrorKind::TooDeep });
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn src(&self) -> &'a str {
@@ -837,7 +903,7 @@ impl<'a> Parser<'a> {
     }
 
     fn observation_expression(&mut self) -> PResult<ObservationExpression<'a>> {
-        let mut expr = match self.tok.kind {
+        let expr = match self.tok.kind {
             Tok::LBrack => {
                 self.bump();
                 let inner = self.comparison_expression()?;
@@ -845,13 +911,23 @@ impl<'a> Parser<'a> {
                 ObservationExpression::Observation(inner)
             }
             Tok::LParen => {
+                self.nest()?;
                 self.bump();
-                let inner = self.observation_expressions()?;
+                let inner = grow_stack(|| self.observation_expressions())?;
                 self.expect(Tok::RParen, "')'")?;
+                self.depth -= 1;
                 ObservationExpression::Grouped(Box::new(inner))
             }
             _ => return Err(self.error("'[' or '('")),
         };
+        let outer_depth = self.depth;
+        let result = self.qualifiers(expr);
+        self.depth = outer_depth;
+        result
+    }
+
+    /// Applies the qualifiers that follow an observation expression.
+    fn qualifiers(&mut self, mut expr: ObservationExpression<'a>) -> PResult<ObservationExpression<'a>> {
         loop {
             let position = self.pos(self.tok);
             let qualifier = match self.tok.kind {
@@ -876,20 +952,26 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Start => {
                     self.bump();
-                    if self.tok.kind != Tok::Timestamp {
-                        return Err(self.error("a timestamp literal t'YYYY-MM-DDTHH:MM:SSZ'"));
-                    }
-                    let start = self.literal(LiteralKind::Timestamp);
+                    let start = self.start_stop_literal()?;
                     self.expect(Tok::Stop, "'STOP'")?;
-                    if self.tok.kind != Tok::Timestamp {
-                        return Err(self.error("a timestamp literal t'YYYY-MM-DDTHH:MM:SSZ'"));
-                    }
-                    let stop = self.literal(LiteralKind::Timestamp);
+                    let stop = self.start_stop_literal()?;
                     Qualifier::StartStop(start, stop)
                 }
                 _ => return Ok(expr),
             };
+            self.nest()?;
             expr = ObservationExpression::Qualified { expression: Box::new(expr), qualifier, position };
+        }
+    }
+
+    /// The operand of `START` / `STOP`: a timestamp literal in STIX 2.1, a
+    /// string literal in STIX 2.0.
+    fn start_stop_literal(&mut self) -> PResult<Literal<'a>> {
+        match (self.version, self.tok.kind) {
+            (PatternVersion::V2_1, Tok::Timestamp) => Ok(self.literal(LiteralKind::Timestamp)),
+            (PatternVersion::V2_1, _) => Err(self.error("a timestamp literal t'YYYY-MM-DDTHH:MM:SSZ'")),
+            (PatternVersion::V2_0, Tok::Str) => Ok(self.literal(LiteralKind::String)),
+            (PatternVersion::V2_0, _) => Err(self.error("a string literal '...'")),
         }
     }
 
@@ -927,9 +1009,11 @@ impl<'a> Parser<'a> {
     fn prop_test(&mut self) -> PResult<ComparisonExpression<'a>> {
         match self.tok.kind {
             Tok::LParen => {
+                self.nest()?;
                 self.bump();
-                let inner = self.comparison_expression()?;
+                let inner = grow_stack(|| self.comparison_expression())?;
                 self.expect(Tok::RParen, "')'")?;
+                self.depth -= 1;
                 return Ok(ComparisonExpression::Grouped(Box::new(inner)));
             }
             Tok::Exists => {
@@ -1105,15 +1189,28 @@ impl<'a> Parser<'a> {
 /// Parses a STIX 2.1 pattern (grammar check only, like
 /// `stix2patterns.v21.pattern.Pattern(p)`).
 pub fn parse(pattern: &str) -> Result<Pattern<'_>, PatternError> {
-    let mut parser = Parser::new(pattern);
+    parse_version(pattern, PatternVersion::V2_1)
+}
+
+/// Parses a pattern with the grammar of the given STIX version (grammar
+/// check only).
+pub fn parse_version(pattern: &str, version: PatternVersion) -> Result<Pattern<'_>, PatternError> {
+    let mut parser = Parser::new(pattern, version);
     let root = parser.pattern()?;
     Ok(Pattern { source: pattern, root })
 }
 
-/// Parses a pattern and applies every check `stix2` performs on the pattern
-/// of an indicator with `pattern_type: "stix"` (see the module docs).
+/// Parses a STIX 2.1 pattern and applies every check `stix2` performs on the
+/// pattern of an indicator with `pattern_type: "stix"` (see the module docs).
 pub fn validate(pattern: &str) -> Result<Pattern<'_>, PatternError> {
-    let parsed = parse(pattern)?;
+    validate_version(pattern, PatternVersion::V2_1)
+}
+
+/// Like [`validate`], for a pattern of the given version, as `stix2` checks
+/// an indicator whose `pattern_version` is that version: 2.0 patterns get
+/// the 2.0 grammar and no duplicate-qualifier check.
+pub fn validate_version(pattern: &str, version: PatternVersion) -> Result<Pattern<'_>, PatternError> {
+    let parsed = parse_version(pattern, version)?;
     // `stix2patterns.helpers.leading_characters(p, 2)`: the first two
     // characters that are not Python `string.whitespace`.
     let mut lead = pattern.chars().filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}'));
@@ -1133,7 +1230,9 @@ pub fn validate(pattern: &str) -> Result<Pattern<'_>, PatternError> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    check_qualifiers(&parsed.root)?;
+    if version == PatternVersion::V2_1 {
+        check_qualifiers(&parsed.root)?;
+    }
     Ok(parsed)
 }
 

@@ -14,6 +14,15 @@
 //!   digits, always with a `.0` or an exponent (`1.0`, `0.1`, `1e-05`,
 //!   `1e+16`).
 //!
+//! Numbers of a parsed document keep their meaning exactly, as Python's
+//! `json.dumps(json.loads(text))` does: integers of any size are written
+//! with the digits they came with (`-0` becomes `0`, as a Python `int`), and
+//! floats are parsed correctly rounded and written as `repr(float)`
+//! (`1E5` becomes `100000.0`). [`check_number`] rejects the two numbers
+//! Python cannot carry: floats beyond the range of a double (Python would
+//! send `Infinity`, which is not JSON) and integers longer than Python's
+//! default limit of 4,300 digits.
+//!
 //! Key order is whatever the serialized value yields. For
 //! `serde_json::Value` objects that is sorted by key, because this crate does
 //! not enable `serde_json`'s `preserve_order` feature.
@@ -91,7 +100,8 @@ fn write_py_float<W: ?Sized + io::Write>(w: &mut W, value: f64) -> io::Result<()
     use std::fmt::Write as _;
     if !value.is_finite() {
         // Python would emit NaN / Infinity / -Infinity (not valid JSON);
-        // serde_json never hands us those, so this is only for completeness.
+        // parsed documents cannot hold them (`check_number`), so this is only
+        // for values built in code.
         let s = if value.is_nan() {
             "NaN"
         } else if value > 0.0 {
@@ -165,7 +175,65 @@ fn write_py_float<W: ?Sized + io::Write>(w: &mut W, value: f64) -> io::Result<()
     }
 }
 
+/// Python's default `sys.int_info.default_max_str_digits`: longer integers
+/// are refused by `json.loads`.
+pub const MAX_INTEGER_DIGITS: usize = 4300;
+
+/// Whether the text of a JSON number is an integer (no fraction, no exponent).
+fn is_integer_text(text: &str) -> bool {
+    !text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
+}
+
+/// Checks that the text of a JSON number (as `serde_json` keeps it) is one
+/// Python carries through unchanged: an integer of at most
+/// [`MAX_INTEGER_DIGITS`] digits, or a float within the range of a double.
+pub fn check_number(text: &str) -> Result<(), String> {
+    if is_integer_text(text) {
+        let digits = text.trim_start_matches('-').len();
+        if digits > MAX_INTEGER_DIGITS {
+            return Err(format!("an integer of {digits} digits exceeds the limit of {MAX_INTEGER_DIGITS}"));
+        }
+        return Ok(());
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(()),
+        _ => {
+            let shown = if text.len() > 40 { format!("{}...", &text[..40]) } else { text.to_string() };
+            Err(format!("the number {shown} is out of the range of a double"))
+        }
+    }
+}
+
+/// Checks every number in `value` with [`check_number`].
+pub fn check_numbers(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Number(n) => check_number(n.as_str()),
+        Value::Array(items) => items.iter().try_for_each(check_numbers),
+        Value::Object(map) => map.values().try_for_each(check_numbers),
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
+}
+
+/// Writes the text of a JSON number as Python's `json.dumps` writes the
+/// number `json.loads` makes of it (see the [module documentation](self)).
+fn write_number_text<W: ?Sized + io::Write>(w: &mut W, text: &str) -> io::Result<()> {
+    if is_integer_text(text) {
+        if text.bytes().all(|b| b == b'-' || b == b'0') {
+            return w.write_all(b"0");
+        }
+        return w.write_all(text.as_bytes());
+    }
+    // A float that does not parse cannot come from serde_json; `check_number`
+    // rejects infinite ones before anything is written.
+    write_py_float(w, text.parse::<f64>().unwrap_or(f64::NAN))
+}
+
 impl Formatter for PyFormatter {
+    #[inline]
+    fn write_number_str<W: ?Sized + io::Write>(&mut self, w: &mut W, value: &str) -> io::Result<()> {
+        write_number_text(w, value)
+    }
+
     #[inline]
     fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
         if first {
@@ -319,13 +387,8 @@ pub fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                let _ = io::Write::write_fmt(out, format_args!("{u}"));
-            } else if let Some(i) = n.as_i64() {
-                let _ = io::Write::write_fmt(out, format_args!("{i}"));
-            } else if let Some(f) = n.as_f64() {
-                let _ = write_py_float(out, f);
-            }
+            // Writing into a Vec cannot fail.
+            let _ = write_number_text(out, n.as_str());
         }
         Value::String(s) => write_str(out, s),
         Value::Array(items) => {

@@ -392,9 +392,11 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
             }
         }
         Kind::ExternalReferences => {
-            let ok = v.as_array().is_some_and(|a| a.iter().all(|r| r.get("source_name").is_some_and(Value::is_string)));
-            if !ok {
-                return Err(invalid(kind, prop, "expected a list of objects with a string 'source_name'"));
+            let Some(items) = v.as_array_mut() else {
+                return Err(invalid(kind, prop, format_args!("expected a list of objects, found {}", type_name(v))));
+            };
+            for item in items {
+                check_external_reference(item).map_err(|why| invalid(kind, prop, why))?;
             }
         }
         Kind::GranularMarkings => {
@@ -421,6 +423,94 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
         }
     }
     Ok(None)
+}
+
+/// The properties of an external reference in `stix2`'s order; custom
+/// properties follow, sorted by name.
+const EXTERNAL_REFERENCE_PROPS: [&str; 5] = ["source_name", "description", "url", "hashes", "external_id"];
+
+/// The hash algorithms of the STIX 2.1 `hash-algorithm-ov` vocabulary: the
+/// name `stix2` recognises (upper case, without hyphens), the spec name it
+/// writes, and the length of a valid value (`None`: SSDEEP's own syntax).
+const HASH_ALGORITHMS: [(&str, &str, Option<usize>); 8] = [
+    ("MD5", "MD5", Some(32)),
+    ("SHA1", "SHA-1", Some(40)),
+    ("SHA256", "SHA-256", Some(64)),
+    ("SHA512", "SHA-512", Some(128)),
+    ("SHA3256", "SHA3-256", Some(64)),
+    ("SHA3512", "SHA3-512", Some(128)),
+    ("SSDEEP", "SSDEEP", None),
+    ("TLSH", "TLSH", Some(70)),
+];
+
+/// Validates one item of `external_references` as `stix2` does, and
+/// normalises it the way `stix2` re-serializes it: `null` and `[]` values
+/// dropped, hash names spelled as in the vocabulary (`sha256` → `SHA-256`).
+///
+/// `source_name` is required, and at least one of `description`, `url` and
+/// `external_id`; those are strings. `hashes` is a non-empty object whose
+/// keys name algorithms of `hash-algorithm-ov` (case and hyphens ignored,
+/// as `stix2` does) and whose values are valid hashes of that algorithm.
+fn check_external_reference(item: &mut Value) -> Result<(), String> {
+    let Some(reference) = item.as_object_mut() else {
+        return Err(format!("expected an external reference object, found {}", type_name(item)));
+    };
+    reference.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
+    for key in EXTERNAL_REFERENCE_PROPS {
+        if key == "hashes" {
+            continue;
+        }
+        if let Some(v) = reference.get(key) {
+            if !v.is_string() {
+                return Err(format!("external reference '{key}': expected a string, found {}", type_name(v)));
+            }
+        }
+    }
+    if !reference.contains_key("source_name") {
+        return Err("external reference without 'source_name'".to_string());
+    }
+    if !["description", "url", "external_id"].iter().any(|k| reference.contains_key(*k)) {
+        return Err("external reference needs at least one of 'description', 'url' and 'external_id'".to_string());
+    }
+    if let Some(hashes) = reference.get_mut("hashes") {
+        *hashes = Value::Object(normalise_hashes(hashes)?);
+    }
+    Ok(())
+}
+
+/// Checks the `hashes` of an external reference; returns them keyed by
+/// their vocabulary names.
+fn normalise_hashes(hashes: &Value) -> Result<Map<String, Value>, String> {
+    let Some(hashes) = hashes.as_object() else {
+        return Err(format!("external reference 'hashes': expected an object, found {}", type_name(hashes)));
+    };
+    if hashes.is_empty() {
+        return Err("external reference 'hashes' must not be empty".to_string());
+    }
+    let mut normalised = Map::new();
+    for (name, value) in hashes {
+        let key_ok = name.len() <= 250 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let recognised: String = name.chars().filter(|&c| c != '-').collect::<String>().to_ascii_uppercase();
+        let algorithm = HASH_ALGORITHMS.iter().find(|(id, _, _)| *id == recognised);
+        let (Some(&(_, spec_name, length)), true) = (algorithm, key_ok) else {
+            return Err(format!("external reference hash algorithm '{name}' is not in hash-algorithm-ov"));
+        };
+        let Some(hash) = value.as_str() else {
+            return Err(format!("external reference {spec_name} hash: expected a string, found {}", type_name(value)));
+        };
+        let valid = match length {
+            Some(n) => hash.len() == n && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => {
+                (1..=128).contains(&hash.len())
+                    && hash.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b':' | b'.'))
+            }
+        };
+        if !valid {
+            return Err(format!("'{hash}' is not a valid {spec_name} hash"));
+        }
+        normalised.insert(spec_name.to_string(), value.clone());
+    }
+    Ok(normalised)
 }
 
 /// `stix2`'s selector syntax:
@@ -527,6 +617,10 @@ fn check_granular_markings(kind: ObjKind, map: &Map<String, Value>, markings: &V
 /// Validates and normalises a STIX object in place (see [`Indicator`] for
 /// the rules). `map["type"]` must already equal `kind.name()`.
 pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Result<(), DataError> {
+    for value in map.values() {
+        pyjson::check_numbers(value)
+            .map_err(|why| DataError::invalid_property(format!("{}: unsupported number: {why}", kind.name())))?;
+    }
     let props = kind.props();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
     let mut drop_revoked = false;
@@ -603,8 +697,10 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
                 if needs_version {
                     map.insert("pattern_version".to_string(), Value::String("2.1".to_string()));
                 }
+                let version = map.get("pattern_version").and_then(Value::as_str).unwrap_or("2.1");
+                let version = pattern::PatternVersion::from_pattern_version(version);
                 let pattern = map.get("pattern").and_then(Value::as_str).unwrap_or("");
-                if let Err(e) = pattern::validate(pattern) {
+                if let Err(e) = pattern::validate_version(pattern, version) {
                     return Err(DataError::invalid_pattern(e));
                 }
             }
@@ -659,7 +755,49 @@ impl Serialize for PropValue<'_> {
                 }
             }
         }
+        if self.key == "external_references" {
+            if let Value::Array(items) = self.value {
+                return s.collect_seq(items.iter().map(ExternalReference));
+            }
+        }
         self.value.serialize(s)
+    }
+}
+
+/// An item of `external_references`, written in `stix2`'s property order.
+struct ExternalReference<'a>(&'a Value);
+
+impl ExternalReference<'_> {
+    /// The entries in `stix2`'s order: known properties, then custom ones.
+    fn entries(map: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+        let known = EXTERNAL_REFERENCE_PROPS.iter().filter_map(|k| map.get_key_value(*k));
+        let custom = map.iter().filter(|(k, _)| !EXTERNAL_REFERENCE_PROPS.contains(&k.as_str()));
+        known.chain(custom)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let Value::Object(map) = self.0 else {
+            return pyjson::write_value(out, self.0);
+        };
+        out.push(b'{');
+        for (i, (k, v)) in Self::entries(map).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            pyjson::write_str(out, k);
+            out.extend_from_slice(b": ");
+            pyjson::write_value(out, v);
+        }
+        out.push(b'}');
+    }
+}
+
+impl Serialize for ExternalReference<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => s.collect_map(Self::entries(map)),
+            other => other.serialize(s),
+        }
     }
 }
 
@@ -710,6 +848,16 @@ impl Canonical<'_> {
                     if k == X_THREATBUS_INDICATOR && inner.get("type").and_then(Value::as_str) == Some("indicator") =>
                 {
                     Canonical { kind: ObjKind::Indicator, map: inner }.write(out)
+                }
+                Value::Array(items) if k == "external_references" => {
+                    out.push(b'[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.extend_from_slice(b", ");
+                        }
+                        ExternalReference(item).write(out);
+                    }
+                    out.push(b']');
                 }
                 _ => pyjson::write_value(out, v),
             }
@@ -783,8 +931,9 @@ fn object_from_value(kind: ObjKind, value: Value) -> Result<Map<String, Value>, 
 ///   them;
 /// * `valid_until` must be later than `valid_from`;
 /// * if `pattern_type` is `"stix"`, `pattern_version` defaults to `"2.1"` and
-///   the pattern must pass [`pattern::validate`]; other pattern types are
-///   not checked;
+///   the pattern must pass [`pattern::validate_version`] with the grammar of
+///   that version (2.1 for `"2.1"`, 2.0 for any other value, as `stix2`
+///   does); other pattern types are not checked;
 /// * properties whose value is `null` or `[]`, and `revoked: false`, are
 ///   dropped; a single string given for a list of strings is wrapped in a
 ///   list;

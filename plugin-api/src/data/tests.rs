@@ -829,3 +829,319 @@ fn patterns_agree_with_python() {
         assert_eq!(ioc::is_point_equality_ioc(p), point, "ioc {p:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Hostile and edge-case input: nesting, numbers, pattern versions, external
+// references. Expected outputs are what python `stix2` 3.0.1 serializes for
+// the same input.
+// ---------------------------------------------------------------------------
+
+/// `WIRE_INDICATOR` with `pattern` (and `pattern_version`, if given) replaced.
+fn with_pattern(pattern: &str, version: Option<&str>) -> String {
+    let json = with(WIRE_INDICATOR, "pattern", json!(pattern));
+    match version {
+        Some(v) => with(&json, "pattern_version", json!(v)),
+        None => json,
+    }
+}
+
+fn nested_patterns(levels: usize) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "parentheses around an observation",
+            format!("[a:b = 'c'] AND {}[a:b = 'c']{}", "(".repeat(levels), ")".repeat(levels)),
+        ),
+        ("parentheses around a comparison", format!("[{}a:b = 'c'{}]", "(".repeat(levels), ")".repeat(levels))),
+        ("unclosed parentheses", format!("({}[a:b = 'c']", "(".repeat(levels))),
+        ("qualifier chain", format!("[a:b = 'c']{}", " REPEATS 5 TIMES".repeat(levels))),
+    ]
+}
+
+/// Runs `f` on a thread with a 256 KiB stack, an eighth of a plugin
+/// thread's default: parsing and validating must not depend on the caller's
+/// stack size.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    let handle = std::thread::Builder::new().stack_size(256 * 1024).spawn(f).unwrap();
+    handle.join().expect("must not crash on a small stack");
+}
+
+#[test]
+fn nesting_up_to_the_limit_is_accepted() {
+    on_small_stack(|| {
+        let n = pattern::MAX_NESTING;
+        let half = |s: &str| s.repeat(n / 2);
+        let json = with_pattern(
+            &format!("[a:b = 'c'] AND {}[{}a:b = 'c'{}]{}", half("("), half("("), half(")"), half(")")),
+            None,
+        );
+        let obj = parse_stix2(&json).unwrap();
+        assert_eq!(parse_stix2(&obj.to_json()).unwrap(), obj);
+        let chain = format!("[a:b = 'c']{}", " REPEATS 5 TIMES WITHIN 1 SECONDS".repeat(n / 2));
+        let p = pattern::validate_version(&chain, pattern::PatternVersion::V2_0).unwrap();
+        assert_eq!(p.inspect().qualifiers, vec!["REPEATS 5 TIMES".to_string(), "WITHIN 1 SECONDS".to_string()]);
+        parse_stix2(&with_pattern(&chain, Some("2.0"))).unwrap();
+    });
+}
+
+#[test]
+fn deep_nesting_is_rejected_without_exhausting_the_stack() {
+    on_small_stack(|| {
+        for levels in [pattern::MAX_NESTING + 1, 1_000, 100_000] {
+            for (what, p) in nested_patterns(levels) {
+                for version in [None, Some("2.0")] {
+                    let err = parse_err(&with_pattern(&p, version));
+                    assert_eq!(err.kind(), DataErrorKind::InvalidPattern, "{what} x{levels}: {err}");
+                    let kind = &err.pattern_error().unwrap().kind;
+                    // 2.1 rejects a repeated REPEATS before it gets deep.
+                    if !(what == "qualifier chain" && version.is_none() && levels > 1000) {
+                        assert!(
+                            matches!(
+                                kind,
+                                pattern::PatternErrorKind::TooDeep | pattern::PatternErrorKind::DuplicateQualifier(_)
+                            ),
+                            "{what} x{levels}: {err}"
+                        );
+                    }
+                }
+            }
+            let envelope = format!(
+                r#"{{"type": "snapshotenvelope", "snapshot_type": 1, "snapshot_id": "x", "body": {}}}"#,
+                with_pattern(&nested_patterns(levels)[1].1, None)
+            );
+            let err = SnapshotEnvelope::from_json(&envelope).unwrap_err();
+            assert_eq!(err.kind(), DataErrorKind::InvalidPattern, "{err}");
+        }
+    });
+}
+
+#[test]
+fn too_deep_error_names_the_limit() {
+    let p = format!("[{}a:b = 'c'{}]", "(".repeat(300), ")".repeat(300));
+    let e = pattern::validate(&p).unwrap_err();
+    assert_eq!(e.kind, pattern::PatternErrorKind::TooDeep);
+    assert_eq!(e.position, 1 + pattern::MAX_NESTING);
+    assert_eq!(e.to_string(), format!("at {}: parentheses and qualifiers nest deeper than 200 levels", 201));
+}
+
+#[test]
+fn deep_json_in_custom_properties_is_rejected() {
+    for levels in [1_000, 100_000] {
+        let json = format!(
+            "{},\"x_deep\": {}1{}}}",
+            &WIRE_INDICATOR[..WIRE_INDICATOR.len() - 1],
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        assert_eq!(parse_err(&json).kind(), DataErrorKind::InvalidJson);
+    }
+    let ok = format!(
+        "{},\"x_deep\": {}1{}}}",
+        &WIRE_INDICATOR[..WIRE_INDICATOR.len() - 1],
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    parse_stix2(&ok).unwrap();
+}
+
+/// `WIRE_INDICATOR` with a custom property `x_num` written as `number`.
+fn with_number(number: &str) -> String {
+    format!("{}, \"x_num\": [{number}, {{\"k\": {number}}}]}}", &WIRE_INDICATOR[..WIRE_INDICATOR.len() - 1])
+}
+
+fn number_out(number: &str) -> String {
+    let out = parse_stix2(&with_number(number)).unwrap_or_else(|e| panic!("{number}: {e}")).to_json();
+    let tail = out.rsplit_once("\"x_num\": [").unwrap().1;
+    let (first, rest) = tail.split_once(", {\"k\": ").unwrap();
+    assert_eq!(rest.strip_suffix("}]}").unwrap(), first, "same number in a list and an object");
+    first.to_string()
+}
+
+#[test]
+fn floats_survive_exactly() {
+    // Full-precision doubles that a parser without correct rounding gets
+    // one digit wrong.
+    for f in [
+        "0.42451918914251396",
+        "0.3049452709083432",
+        "2.2250738585072014e-308",
+        "1.7976931348623157e+308",
+        "5e-324",
+        "0.1",
+        "-0.0",
+        "1.0",
+    ] {
+        assert_eq!(number_out(f), f);
+    }
+    // Written as Python's repr(float) of the correctly rounded double.
+    for (input, want) in [
+        ("1E5", "100000.0"),
+        ("1.5e-7", "1.5e-07"),
+        ("9007199254740993.0", "9007199254740992.0"),
+        ("1e-400", "0.0"),
+        ("123456789012345678901234567890.5", "1.2345678901234568e+29"),
+    ] {
+        assert_eq!(number_out(input), want, "{input}");
+    }
+    // Exhaustively for many random doubles: the text written parses back to
+    // the same bits.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let f = f64::from_bits(state);
+        if !f.is_finite() {
+            continue;
+        }
+        let text = format!("{f:e}");
+        let out = number_out(&text);
+        assert_eq!(out.parse::<f64>().unwrap().to_bits(), f.to_bits(), "{text} -> {out}");
+    }
+}
+
+#[test]
+fn integers_keep_their_digits() {
+    for i in [
+        "10000000000000000000000000000000",
+        "-12345678901234567890",
+        "18446744073709551616",
+        "9007199254740993",
+        "0",
+        "100",
+    ] {
+        assert_eq!(number_out(i), i);
+    }
+    // A Python int has no negative zero.
+    assert_eq!(number_out("-0"), "0");
+    let limit = "9".repeat(pyjson::MAX_INTEGER_DIGITS);
+    assert_eq!(number_out(&limit), limit);
+}
+
+#[test]
+fn numbers_python_cannot_carry_are_rejected() {
+    for n in ["1e400", "-1e309", "1".repeat(pyjson::MAX_INTEGER_DIGITS + 1).as_str()] {
+        let e = parse_err(&with_number(n));
+        assert_eq!(e.kind(), DataErrorKind::InvalidProperty, "{e}");
+        assert!(e.message().contains("number"), "{e}");
+    }
+}
+
+#[test]
+fn sighting_context_numbers_survive() {
+    let json = format!(
+        r#"{{"type": "sighting", "spec_version": "2.1", "id": "{SIGHTING_ID}", "created": "2021-05-03T10:00:01.123Z", "modified": "2021-05-03T10:00:01.123Z", "sighting_of_ref": "{INDICATOR_ID}", "x_threatbus_sighting_context": {{"duration": 0.42451918914251396, "big": 1000000000000000000000000000000, "neg": -0}}}}"#
+    );
+    let out = parse_stix2(&json).unwrap().to_json();
+    assert!(out.ends_with(r#""x_threatbus_sighting_context": {"big": 1000000000000000000000000000000, "duration": 0.42451918914251396, "neg": 0}}"#), "{out}");
+}
+
+#[test]
+fn pattern_version_selects_the_grammar() {
+    let start_stop_strings = "[a:b = 'c'] START '2020-01-01T00:00:00Z' STOP '2020-01-02T00:00:00Z'";
+    let start_stop_timestamps = "[a:b = 'c'] START t'2020-01-01T00:00:00Z' STOP t'2020-01-02T00:00:00Z'";
+    // (pattern, pattern_version, accepted) as stix2 3.0.1 decides.
+    let cases = [
+        (start_stop_strings, Some("2.0"), true),
+        (start_stop_strings, Some("2.1"), false),
+        (start_stop_strings, None, false),
+        (start_stop_strings, Some(""), false),
+        (start_stop_timestamps, Some("2.0"), false),
+        (start_stop_timestamps, Some("2.1"), true),
+        ("[a:b = 'c'] START 'x' STOP 'y'", Some("2.0"), true),
+        ("[EXISTS a:b]", Some("2.1"), true),
+        ("[EXISTS a:b]", Some("2.0"), false),
+        ("[EXISTS a:b]", Some("2.2"), false),
+        ("[EXISTS:b = 'x']", Some("2.0"), true),
+        ("[EXISTS:b = 'x']", Some("2.1"), false),
+        ("[a:b = 'c'] REPEATS 5 TIMES REPEATS 2 TIMES", Some("2.0"), true),
+        ("[a:b = 'c'] REPEATS 5 TIMES REPEATS 2 TIMES", Some("2.1"), false),
+        ("[a:b = 'c'] WITHIN 5 SECONDS WITHIN 4 SECONDS", Some("banana"), true),
+        ("[file:hashes.MD5 = 'x']", Some("2.0"), false),
+        ("[a:b[-1] = 'x']", Some("2.0"), false),
+        ("a:b = 'x'", Some("2.0"), false),
+    ];
+    for (p, version, accepted) in cases {
+        let json = with_pattern(p, version);
+        match parse_stix2(&json) {
+            Ok(obj) => {
+                assert!(accepted, "{p} ({version:?}) should be rejected");
+                let out = obj.to_json();
+                let want = version.filter(|v| !v.is_empty()).unwrap_or("2.1");
+                assert!(out.contains(&format!("\"pattern_version\": \"{want}\"")), "{out}");
+            }
+            Err(e) => assert!(!accepted, "{p} ({version:?}) should be accepted: {e}"),
+        }
+    }
+    let v20 = pattern::validate_version(start_stop_strings, pattern::PatternVersion::V2_0).unwrap();
+    assert_eq!(v20.inspect().qualifiers, vec!["START '2020-01-01T00:00:00Z' STOP '2020-01-02T00:00:00Z'".to_string()]);
+}
+
+fn with_reference(reference: Value) -> String {
+    with(WIRE_INDICATOR, "external_references", json!([reference]))
+}
+
+#[test]
+fn external_references_are_validated_like_stix2() {
+    let rejected = [
+        (json!({"source_name": "x"}), "at least one of"),
+        (json!({"source_name": "x", "url": null}), "at least one of"),
+        (json!({"description": "d"}), "'source_name'"),
+        (json!({"source_name": 5, "description": "d"}), "'source_name': expected a string"),
+        (json!({"source_name": "x", "url": 5}), "'url': expected a string"),
+        (json!({"source_name": "x", "external_id": ["a"]}), "'external_id': expected a string"),
+        (json!({"source_name": "x", "description": "d", "hashes": {}}), "must not be empty"),
+        (json!({"source_name": "x", "description": "d", "hashes": "abc"}), "expected an object"),
+        (json!({"source_name": "x", "description": "d", "hashes": {"sha_1": "a".repeat(40)}}), "hash-algorithm-ov"),
+        (json!({"source_name": "x", "description": "d", "hashes": {"MD6": "a".repeat(32)}}), "hash-algorithm-ov"),
+        (json!({"source_name": "x", "description": "d", "hashes": {"SHA-1": 5}}), "expected a string"),
+        (json!({"source_name": "x", "description": "d", "hashes": {"SHA1": "g".repeat(40)}}), "not a valid SHA-1 hash"),
+        (
+            json!({"source_name": "x", "description": "d", "hashes": {"SHA3-256": "a".repeat(63)}}),
+            "not a valid SHA3-256",
+        ),
+        (json!({"source_name": "x", "description": "d", "hashes": {"SSDEEP": "a b"}}), "not a valid SSDEEP"),
+        (json!("not an object"), "expected an external reference object"),
+    ];
+    for (reference, why) in rejected {
+        let e = parse_err(&with_reference(reference.clone()));
+        assert_eq!(e.kind(), DataErrorKind::InvalidProperty, "{reference}: {e}");
+        assert!(e.message().contains(why), "{reference}: {e}");
+    }
+}
+
+#[test]
+fn external_references_are_written_like_stix2() {
+    let out_of = |reference: Value| {
+        let out = parse_stix2(&with_reference(reference)).unwrap().to_json();
+        out.split_once("\"external_references\": ").unwrap().1.strip_suffix('}').unwrap().to_string()
+    };
+    let (sha256, md5) = ("a".repeat(64), "B".repeat(32));
+    // stix2 order (source_name, description, url, hashes, external_id, then
+    // custom properties), vocabulary hash names, nulls dropped.
+    assert_eq!(
+        out_of(
+            json!({"x_custom": 1, "url": "http://u", "external_id": "E", "source_name": "s", "description": "d", "hashes": {"sha256": sha256, "md5": md5}, "a_null": null})
+        ),
+        format!(
+            r#"[{{"source_name": "s", "description": "d", "url": "http://u", "hashes": {{"MD5": "{md5}", "SHA-256": "{sha256}"}}, "external_id": "E", "x_custom": 1}}]"#
+        )
+    );
+    assert_eq!(out_of(json!({"source_name": "x", "url": ""})), r#"[{"source_name": "x", "url": ""}]"#);
+    assert_eq!(
+        out_of(json!({"source_name": "x", "description": "d", "hashes": []})),
+        r#"[{"source_name": "x", "description": "d"}]"#
+    );
+    let ssdeep = "3:AXGBicFlgVNhBGcL6wCrFQEv:AXGHsNhxLsr2C";
+    assert_eq!(
+        out_of(
+            json!({"source_name": "x", "external_id": "1", "hashes": {"ssdeep": ssdeep, "S-H-A-1": "c".repeat(40)}})
+        ),
+        format!(
+            r#"[{{"source_name": "x", "hashes": {{"SHA-1": "{}", "SSDEEP": "{ssdeep}"}}, "external_id": "1"}}]"#,
+            "c".repeat(40)
+        )
+    );
+    // The serde path writes the same bytes as the fast writer.
+    let obj = parse_stix2(&with_reference(json!({"url": "u", "source_name": "s"}))).unwrap();
+    assert_eq!(pyjson::to_string(&obj), obj.to_json());
+}
