@@ -3,32 +3,88 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use threatbus_plugin_api::abi::{HostServices, HostServices_Ref, PluginInstance, PluginKind};
-use threatbus_plugin_api::abi_stable::prefix_type::PrefixTypeTrait;
+use threatbus_plugin_api::abi::{
+    HostServices, PluginDestroyFn, PluginKind, PluginSnapshotFn, PluginStopFn, PluginSubscribeFn, PluginVTable,
+    PLUGIN_VTABLE_APPENDED, PLUGIN_VTABLE_V1_0_SIZE,
+};
 use threatbus_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString};
-use threatbus_plugin_api::data::{self, MessageType, SnapshotRequest};
 use threatbus_plugin_api::queue::Overflow;
 use threatbus_plugin_api::{Message, MessageKind, PluginError, Queue, SendError};
+use threatbus_stix::{MessageType, SnapshotEnvelope, SnapshotRequest, TOPIC_SNAPSHOT_ENVELOPE, TOPIC_SNAPSHOT_REQUEST};
 
-use crate::loader::LoadedPlugin;
+use crate::loader::CheckedPlugin;
 use crate::services;
+
+/// The entries of a plugin's table, copied out of it once at start.
+#[derive(Clone, Copy)]
+struct PluginFns {
+    subscribe: PluginSubscribeFn,
+    unsubscribe: PluginSubscribeFn,
+    snapshot: PluginSnapshotFn,
+    stop: PluginStopFn,
+    destroy: PluginDestroyFn,
+}
+
+impl PluginFns {
+    /// Reads the table a plugin returned.
+    ///
+    /// # Safety
+    /// `table` must be the `vtable` of a `PluginInstance` the plugin's entry
+    /// function returned.
+    unsafe fn read(name: &str, table: *const c_void) -> Result<Self, String> {
+        let base = table.cast::<u8>();
+        if base.is_null() {
+            return Err(format!("plugin '{name}' returned no function table"));
+        }
+        // SAFETY: every plugin table starts with its size.
+        let size = unsafe { (*table.cast::<PluginVTable>()).size };
+        if size < PLUGIN_VTABLE_V1_0_SIZE {
+            return Err(format!("plugin '{name}' returned a function table of {size} bytes, less than ABI 1.0's"));
+        }
+        for e in PLUGIN_VTABLE_APPENDED {
+            if e.offset >= size {
+                log::info!(
+                    "plugin '{name}' predates ABI 1.{}: its table has no '{}' entry (absent, not called)",
+                    e.since_minor,
+                    e.name
+                );
+            }
+        }
+        // SAFETY: the 1.0 entries are within `size` (checked above); the
+        // table lives for the process.
+        let t = unsafe { &*table.cast::<PluginVTable>() };
+        Ok(Self {
+            subscribe: t.subscribe,
+            unsubscribe: t.unsubscribe,
+            snapshot: t.snapshot,
+            stop: t.stop,
+            destroy: t.destroy,
+        })
+    }
+}
 
 /// A started plugin.
 pub struct RunningPlugin {
     pub name: String,
-    instance: PluginInstance,
+    state: *const c_void,
+    fns: PluginFns,
     /// Shared with the plugin's `PluginCtx`, so that failures reported
     /// while the plugin is still starting are not lost.
     failed: Arc<AtomicBool>,
     /// Apps: queue of snapshot requests served by a worker thread.
     snapshot_tx: Mutex<Option<crossbeam_channel::Sender<Message>>>,
 }
+
+// SAFETY: plugin state is `Send + Sync` (the export macro requires it of
+// the plugin's type) and its entries are thread-safe by contract.
+unsafe impl Send for RunningPlugin {}
+// SAFETY: see `Send`.
+unsafe impl Sync for RunningPlugin {}
 
 impl RunningPlugin {
     pub fn is_failed(&self) -> bool {
@@ -40,14 +96,17 @@ impl RunningPlugin {
         mark_failed(&self.name, &self.failed, why)
     }
 
-    /// Runs a plugin call; a panic marks the plugin failed.
-    fn call(&self, what: &str, f: impl FnOnce(&PluginInstance) -> RResult<(), PluginError>) -> Result<(), PluginError> {
+    /// Runs a plugin call (each entry catches the plugin's panics and
+    /// returns them as errors); a panic marks the plugin failed.
+    fn call(
+        &self,
+        what: &str,
+        f: impl FnOnce(*const c_void, &PluginFns) -> RResult<(), PluginError>,
+    ) -> Result<(), PluginError> {
         if self.is_failed() {
             return Err(PluginError::new(format!("plugin '{}' has failed", self.name)));
         }
-        let r = catch_unwind(AssertUnwindSafe(|| f(&self.instance)))
-            .unwrap_or_else(|_| RResult::RErr(PluginError::panicked("unwound into the host")));
-        match r {
+        match f(self.state, &self.fns) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(e) => {
                 if e.is_panic() {
@@ -65,8 +124,17 @@ pub fn mark_failed(name: &str, flag: &AtomicBool, why: &str) -> bool {
     let was = !flag.swap(true, Ordering::SeqCst);
     if was {
         log::error!("plugin '{name}' failed and is no longer called: {why}");
+        let _ = failures().0.try_send(());
     }
     was
+}
+
+/// Wakes the main thread when a plugin fails, so that it can tell whether
+/// any backbone is left.
+pub fn failures() -> &'static (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>) {
+    static CHANNEL: std::sync::OnceLock<(crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>)> =
+        std::sync::OnceLock::new();
+    CHANNEL.get_or_init(|| crossbeam_channel::bounded(64))
 }
 
 /// One outstanding snapshot: where its results go.
@@ -158,34 +226,38 @@ impl Bus {
         })
     }
 
-    fn services_for(self: &Arc<Self>, name: &str, failed: Arc<AtomicBool>) -> HostServices_Ref {
+    /// The service table of one plugin; leaked, it lives for the process.
+    fn services_for(self: &Arc<Self>, name: &str, failed: Arc<AtomicBool>) -> &'static HostServices {
         let ctx = Box::leak(Box::new(PluginCtx { name: name.to_string(), bus: self.clone(), failed }));
-        HostServices {
+        Box::leak(Box::new(HostServices {
+            size: std::mem::size_of::<HostServices>(),
             abi_major: threatbus_plugin_api::abi::ABI_MAJOR,
             abi_minor: threatbus_plugin_api::abi::ABI_MINOR,
             ctx: ctx as *const PluginCtx as *const c_void,
             inq: services::inq,
+            parse: services::parse,
             subscribe: services::subscribe,
             unsubscribe: services::unsubscribe,
+            report_failure: services::report_failure,
             log_enabled: services::log_enabled,
             log: services::log,
             log_flush: services::log_flush,
             log_max_level: services::log_max_level,
-            report_failure: services::report_failure,
-        }
-        .leak_into_prefix()
+            #[cfg(feature = "abi-next")]
+            next_host_entry: services::next_host_entry,
+        }))
     }
 
-    /// Calls a plugin's entry function with its config.
-    pub fn start_plugin(self: &Arc<Self>, plugin: &LoadedPlugin, config: &serde_json::Value) -> Result<(), String> {
+    /// Loads a configured plugin and calls its entry function with its config.
+    pub fn start_plugin(self: &Arc<Self>, plugin: &CheckedPlugin, config: &serde_json::Value) -> Result<(), String> {
         let name = plugin.decl.name.clone();
+        let entry = crate::loader::open(plugin)?;
         let json = serde_json::to_string(config).expect("JSON values serialize");
         let failed = Arc::new(AtomicBool::new(false));
         let services = self.services_for(&name, failed.clone());
-        let entry = plugin.entry;
-        // SAFETY: the declaration passed every loader check.
-        let started = catch_unwind(AssertUnwindSafe(|| unsafe { entry(services, RStr::from_str(&json)) }))
-            .unwrap_or_else(|_| RResult::RErr(PluginError::panicked("unwound into the host")));
+        // SAFETY: the plugin passed every loader check; the table lives for
+        // the process. The entry catches the plugin's panics.
+        let started = unsafe { entry(services, RStr::from_str(&json)) };
         let instance = match started {
             RResult::ROk(i) => i,
             RResult::RErr(e) if e.is_panic() => {
@@ -193,7 +265,15 @@ impl Bus {
             }
             RResult::RErr(e) => return Err(format!("plugin '{name}' failed to initialize: {}", e.message)),
         };
-        let running = Arc::new(RunningPlugin { name: name.clone(), instance, failed, snapshot_tx: Mutex::new(None) });
+        // SAFETY: the table of the instance the entry just returned.
+        let fns = unsafe { PluginFns::read(&name, instance.vtable) }?;
+        let running = Arc::new(RunningPlugin {
+            name: name.clone(),
+            state: instance.state,
+            fns,
+            failed,
+            snapshot_tx: Mutex::new(None),
+        });
         if plugin.decl.kind == PluginKind::BACKBONE {
             self.backbones.write().unwrap_or_else(|e| e.into_inner()).push(running);
         } else {
@@ -204,9 +284,10 @@ impl Bus {
                 .name(format!("snapshot-{name}"))
                 .spawn(move || {
                     for req in rx {
-                        if let Err(e) =
-                            app.call("while serving a snapshot", |i| unsafe { (i.vtable.snapshot())(i.state, &req) })
-                        {
+                        // SAFETY: an entry of this plugin's table with its state.
+                        let served =
+                            app.call("while serving a snapshot", |state, f| unsafe { (f.snapshot)(state, &req) });
+                        if let Err(e) = served {
                             log::error!("plugin '{}' could not serve snapshot request: {e}", app.name);
                         }
                     }
@@ -221,7 +302,7 @@ impl Bus {
     /// Subscribes the core's snapshot queue. Call after the backbones
     /// started and before the apps start.
     pub fn subscribe_core(&self) -> Result<(), String> {
-        for topic in [data::TOPIC_SNAPSHOT_REQUEST, data::TOPIC_SNAPSHOT_ENVELOPE] {
+        for topic in [TOPIC_SNAPSHOT_REQUEST, TOPIC_SNAPSHOT_ENVELOPE] {
             self.subscribe_backbones(topic, &self.snapshot_q)?;
         }
         Ok(())
@@ -243,9 +324,10 @@ impl Bus {
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut ok = 0;
         for b in &backbones {
-            match b
-                .call("while subscribing", |i| unsafe { (i.vtable.subscribe())(i.state, RStr::from_str(topic), queue) })
-            {
+            // SAFETY: an entry of this plugin's table with its state.
+            let r =
+                b.call("while subscribing", |state, f| unsafe { (f.subscribe)(state, RStr::from_str(topic), queue) });
+            match r {
                 Ok(()) => ok += 1,
                 Err(e) => log::error!("backbone '{}' could not subscribe to {topic}: {e}", b.name),
             }
@@ -281,8 +363,10 @@ impl Bus {
                 t.name()
             );
             let req = SnapshotRequest { snapshot_type: t, snapshot_id: snapshot_id.clone(), snapshot };
-            if let Err(e) = self.inq.send(Message::from_snapshot_request(&req)) {
+            // Never block a subscriber forever behind a full inq.
+            if let Err(e) = self.inq.send_timeout(crate::validate::from_snapshot_request(&req), self.stop_timeout) {
                 log::error!("snapshot request {snapshot_id} not sent: {e}");
+                return Err(format!("snapshot request not sent: the inbound queue is {e}"));
             }
         }
         Ok(Some(snapshot_id))
@@ -293,9 +377,11 @@ impl Bus {
         self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).forget_queue(queue);
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
         for b in &backbones {
-            if let Err(e) = b.call("while unsubscribing", |i| unsafe {
-                (i.vtable.unsubscribe())(i.state, RStr::from_str(topic), queue)
-            }) {
+            // SAFETY: an entry of this plugin's table with its state.
+            let r = b.call("while unsubscribing", |state, f| unsafe {
+                (f.unsubscribe)(state, RStr::from_str(topic), queue)
+            });
+            if let Err(e) = r {
                 log::error!("backbone '{}' could not unsubscribe from {topic}: {e}", b.name);
             }
         }
@@ -323,17 +409,19 @@ impl Bus {
                         }
                     }
                 }
-                MessageKind::SNAPSHOT_ENVELOPE => match msg.to_snapshot_envelope() {
+                MessageKind::SNAPSHOT_ENVELOPE => match SnapshotEnvelope::from_json(msg.json()) {
                     Ok(env) => {
                         let target = self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).get(&env.snapshot_id);
                         match target {
-                            Some(q) => match q.send_timeout(Message::from_stix2(&env.body), self.stop_timeout) {
-                                Ok(()) => {}
-                                Err(SendError::Closed) => {
-                                    log::debug!("requester of snapshot {} is gone", env.snapshot_id)
+                            Some(q) => {
+                                match q.send_timeout(crate::validate::from_stix2(&env.body), self.stop_timeout) {
+                                    Ok(()) => {}
+                                    Err(SendError::Closed) => {
+                                        log::debug!("requester of snapshot {} is gone", env.snapshot_id)
+                                    }
+                                    Err(e) => log::warn!("snapshot {} result not delivered: {e}", env.snapshot_id),
                                 }
-                                Err(e) => log::warn!("snapshot {} result not delivered: {e}", env.snapshot_id),
-                            },
+                            }
                             // With a shared backbone (RabbitMQ), other hosts' envelopes arrive here too.
                             None => log::debug!("ignoring envelope for unknown snapshot {}", env.snapshot_id),
                         }
@@ -345,56 +433,103 @@ impl Bus {
         }
     }
 
-    fn stop_one(&self, p: &Arc<RunningPlugin>) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let plugin = p.clone();
-        let spawned = std::thread::Builder::new().name(format!("stop-{}", p.name)).spawn(move || {
-            let r =
-                catch_unwind(AssertUnwindSafe(|| unsafe { (plugin.instance.vtable.stop())(plugin.instance.state) }))
-                    .unwrap_or_else(|_| RResult::RErr(PluginError::panicked("unwound into the host")));
-            let _ = tx.send(r);
-        });
-        if spawned.is_err() {
-            log::error!("cannot start a thread to stop plugin '{}'", p.name);
-            return;
+    /// Stops plugins in parallel, each on its own thread, and waits until
+    /// `deadline` at most. Returns the plugins that stopped; they are
+    /// destroyed once nothing can call them any more.
+    fn stop_all(&self, plugins: &[Arc<RunningPlugin>], deadline: Instant) -> Vec<Arc<RunningPlugin>> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut pending: Vec<String> = Vec::new();
+        for p in plugins {
+            let plugin = p.clone();
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new().name(format!("stop-{}", p.name)).spawn(move || {
+                // SAFETY: an entry of this plugin's table with its state;
+                // `stop` is called once.
+                let r = unsafe { (plugin.fns.stop)(plugin.state) };
+                let _ = tx.send((plugin, r));
+            });
+            match spawned {
+                Ok(_) => pending.push(p.name.clone()),
+                Err(e) => log::error!("cannot start a thread to stop plugin '{}': {e}", p.name),
+            }
         }
-        match rx.recv_timeout(self.stop_timeout) {
-            Ok(RResult::ROk(())) => log::debug!("plugin '{}' stopped", p.name),
-            Ok(RResult::RErr(e)) => log::error!("plugin '{}' failed to stop: {e}", p.name),
-            Err(_) => log::error!("plugin '{}' did not stop within {:?}; exiting anyway", p.name, self.stop_timeout),
+        drop(tx);
+        let mut stopped = Vec::new();
+        while !pending.is_empty() {
+            let (p, r) = match rx.recv_deadline(deadline) {
+                Ok(done) => done,
+                Err(_) => {
+                    for name in &pending {
+                        log::error!(
+                            "plugin '{name}' did not stop within its share of core.stop_timeout; exiting anyway"
+                        );
+                    }
+                    break;
+                }
+            };
+            pending.retain(|n| n != &p.name);
+            match r {
+                RResult::ROk(()) => {
+                    log::debug!("plugin '{}' stopped", p.name);
+                    stopped.push(p);
+                }
+                RResult::RErr(e) => log::error!("plugin '{}' failed to stop: {e}", p.name),
+            }
         }
+        stopped
     }
 
     /// Stops apps (no new input), then closes `inq` and lets backbones
-    /// drain, then stops the core.
+    /// drain, then stops the core; all within one `core.stop_timeout`, of
+    /// which the apps get the first half at most, so that the backbones
+    /// always get time to drain.
     pub fn stop(&self) {
         log::info!("Stopping plugins...");
+        let start = Instant::now();
+        let deadline = start + self.stop_timeout;
         let apps = self.apps.read().unwrap_or_else(|e| e.into_inner()).clone();
         for a in &apps {
             a.snapshot_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-            self.stop_one(a);
         }
+        let mut stopped = self.stop_all(&apps, start + self.stop_timeout / 2);
         self.inq.close();
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for b in &backbones {
-            self.stop_one(b);
-        }
+        stopped.extend(self.stop_all(&backbones, deadline));
         let left = self.inq.len();
         if left > 0 {
             log::warn!("{left} messages were still in the inbound queue at shutdown and were not delivered");
         }
         self.snapshot_q.close();
         log::info!("Stopping Threat Bus...");
-        let deadline = Instant::now() + self.stop_timeout;
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut all_joined = true;
         for h in threads {
             while !h.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if h.is_finished() {
                 let _ = h.join();
+            } else {
+                all_joined = false;
             }
         }
+        // The host's own threads (snapshot workers) are gone, every app
+        // stopped before the backbones, and no plugin is called after this:
+        // free the state of each plugin that stopped, so its `Drop`s run.
+        if all_joined {
+            for p in stopped {
+                p.failed.store(true, Ordering::SeqCst);
+                // SAFETY: `destroy` once, after a successful `stop`, with
+                // nothing left that could call the plugin.
+                unsafe { (p.fns.destroy)(p.state) };
+            }
+        }
+    }
+
+    /// Whether backbones were started and every one of them has failed.
+    pub fn all_backbones_failed(&self) -> bool {
+        let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner());
+        !backbones.is_empty() && backbones.iter().all(|b| b.is_failed())
     }
 
     pub fn names(&self, kind: PluginKind) -> Vec<String> {

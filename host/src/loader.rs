@@ -1,24 +1,32 @@
 //! Finding, checking and opening plugin libraries.
 //!
-//! Order of checks for every `*.so` file: ownership and permissions of file
-//! and directory, `dlopen` (RTLD_NOW | RTLD_LOCAL), the declaration symbol,
-//! magic and size, ABI major/minor, panic strategy, kind and name, then the
-//! `abi_stable` layout check. Only then may the entry function be called.
-//! Libraries are never unloaded.
+//! Two stages, so that no plugin code runs before the host decides to run
+//! it:
+//! 1. [`check_file`] (every `*.so` of the directory, for `plugins list`,
+//!    `plugins inspect` and start-up): ownership and permissions of file and
+//!    directory, then the file is *read*, not loaded: it must be a complete
+//!    ELF shared object of this machine's kind whose `THREATBUS_PLUGIN_MANIFEST`
+//!    (magic, size, ABI major/minor, `abi_stable` header, panic strategy,
+//!    kind, name) this host accepts.
+//! 2. [`open`] (only the plugins the config names): `dlopen` with
+//!    RTLD_NOW | RTLD_LOCAL, the `THREATBUS_PLUGIN_ENTRY` symbol, and the
+//!    `abi_stable` layout check of the plugin's ABI minor. Only then may the
+//!    entry function be called. Libraries are never unloaded.
 
-use std::ffi::c_void;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 use threatbus_plugin_api::abi::{
-    AbiRoot, EntryFn, PluginDeclaration, PluginKind, ABI_MAJOR, ABI_MINOR, API_VERSION, DECLARATION_SYMBOL,
-    PLUGIN_MAGIC,
+    layout_of_minor, manifest_str, EntryFn, PluginEntryPoint, PluginKind, PluginManifest, ABI_MAJOR, ABI_MINOR,
+    ENTRY_SYMBOL, MANIFEST_SYMBOL, PLUGIN_MAGIC,
 };
-use threatbus_plugin_api::abi_stable::{
-    abi_stability::abi_checking::check_layout_compatibility, type_layout::TypeLayout, StableAbi,
-};
+use threatbus_plugin_api::abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 
-/// What the declaration of a plugin file says.
+/// Plugin files larger than this are refused before they are read.
+const MAX_PLUGIN_FILE_SIZE: u64 = 1 << 30;
+
+/// What the manifest of a plugin file says.
 #[derive(Debug, Clone)]
 pub struct Declaration {
     pub name: String,
@@ -29,21 +37,14 @@ pub struct Declaration {
     pub abi_minor: u32,
 }
 
-/// A plugin library that passed every check.
-#[derive(Clone)]
-pub struct LoadedPlugin {
+/// A plugin file whose manifest passed every check; not loaded yet.
+#[derive(Debug, Clone)]
+pub struct CheckedPlugin {
     pub path: PathBuf,
     pub decl: Declaration,
-    pub entry: EntryFn,
 }
 
-impl std::fmt::Debug for LoadedPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.decl.name, self.path.display())
-    }
-}
-
-/// Why a file is not used. `decl` is set when the declaration was readable.
+/// Why a file is not used. `decl` is set when the manifest was readable.
 #[derive(Debug, Clone)]
 pub struct Rejection {
     pub path: PathBuf,
@@ -51,8 +52,8 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// Result of scanning one file.
-pub type Checked = Result<LoadedPlugin, Rejection>;
+/// Result of checking one file.
+pub type Checked = Result<CheckedPlugin, Rejection>;
 
 fn reject(path: &Path, decl: Option<Declaration>, reason: String) -> Rejection {
     Rejection { path: path.to_path_buf(), decl: decl.map(Box::new), reason }
@@ -98,73 +99,91 @@ pub fn scan(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Runs every check on one file and opens it. Does not call plugin code
-/// other than the library's own constructors.
+/// Reads the manifest bytes of an ELF shared object without loading it.
+fn read_manifest(path: &Path) -> Result<PluginManifest, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path).map_err(|e| format!("cannot stat {shown}: {e}"))?.len();
+    if size > MAX_PLUGIN_FILE_SIZE {
+        return Err(format!("{shown} is larger than {MAX_PLUGIN_FILE_SIZE} bytes; not a plugin"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let file = object::File::parse(&*bytes)
+        .map_err(|e| format!("{shown} is not a shared library, or it is truncated or corrupt: {e}"))?;
+    if file.format() != object::BinaryFormat::Elf || file.kind() != object::ObjectKind::Dynamic {
+        return Err(format!("{shown} is not an ELF shared library"));
+    }
+    let ours = if cfg!(target_arch = "x86_64") {
+        Some(object::Architecture::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(object::Architecture::Aarch64)
+    } else {
+        None
+    };
+    if ours.is_some_and(|a| a != file.architecture()) || file.is_little_endian() != cfg!(target_endian = "little") {
+        return Err(format!("{shown} was built for {:?}, not for this machine", file.architecture()));
+    }
+    // A truncated file would be mapped past its end by the dynamic loader
+    // (SIGBUS on first touch): every loadable segment must lie in the file.
+    for segment in file.segments() {
+        let (offset, len) = segment.file_range();
+        if offset.checked_add(len).is_none_or(|end| end > bytes.len() as u64) {
+            return Err(format!(
+                "{shown} is truncated or corrupt: a segment ends at byte {} but the file has {} bytes",
+                offset.saturating_add(len),
+                bytes.len()
+            ));
+        }
+    }
+    let symbol = file.dynamic_symbols().find(|s| s.name() == Ok(MANIFEST_SYMBOL)).ok_or_else(|| {
+        format!("{shown} is not a threatbus plugin (no {MANIFEST_SYMBOL} symbol); plugins must use threatbus_plugin_api::export_plugin!")
+    })?;
+    let want = std::mem::size_of::<PluginManifest>();
+    let data = symbol
+        .section_index()
+        .and_then(|i| file.section_by_index(i).ok())
+        .and_then(|section| {
+            let start = symbol.address().checked_sub(section.address())? as usize;
+            section.data().ok()?.get(start..)
+        })
+        .ok_or_else(|| format!("{shown}: {MANIFEST_SYMBOL} does not point at data in the file"))?;
+    if data.len() < 20 || data[..16] != PLUGIN_MAGIC {
+        return Err(format!(
+            "{shown}: plugin manifest is corrupt (bad magic); rebuild the plugin against threatbus-plugin-api"
+        ));
+    }
+    let manifest_size = u32::from_ne_bytes([data[16], data[17], data[18], data[19]]) as usize;
+    if manifest_size != want || data.len() < want {
+        return Err(format!(
+            "{shown}: plugin manifest has {manifest_size} bytes, this threatbus reads {want}; the file is corrupt or not built with threatbus-plugin-api"
+        ));
+    }
+    // SAFETY: `data` holds at least `size_of::<PluginManifest>()` bytes, and
+    // every bit pattern is a valid manifest (integers and byte arrays).
+    Ok(unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<PluginManifest>()) })
+}
+
+/// Runs every check that needs no plugin code on one file (see the module
+/// docs).
 pub fn check_file(path: &Path) -> Checked {
     let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     if let Some(dir) = path.parent() {
         check_permissions(dir, "plugin directory").map_err(|r| reject(path, None, r))?;
     }
     check_permissions(path, "file").map_err(|r| reject(path, None, r))?;
-
-    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    // SAFETY: loading a library runs its constructors; the directory is
-    // trusted configuration and was checked above.
-    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
-        reject(
-            path,
-            None,
-            format!("cannot load plugin {}: {e}; check that it was built for this system and that its libraries are installed (ldd {})", path.display(), path.display()),
-        )
-    })?;
-    // SAFETY: the symbol is only read as bytes until magic and size match.
-    let sym = unsafe { lib.get::<*const c_void>(DECLARATION_SYMBOL) };
-    let addr = match sym {
-        Ok(s) => *s as *const u8,
-        Err(_) => {
-            std::mem::forget(lib);
-            return Err(reject(
-                path,
-                None,
-                format!(
-                    "{} is not a threatbus plugin (symbol THREATBUS_PLUGIN not found); plugins must use threatbus_plugin_api::export_plugin!",
-                    path.display()
-                ),
-            ));
-        }
-    };
-    // Never unload: dlclose of Rust libraries is unsound (TLS destructors).
-    std::mem::forget(lib);
-
-    // SAFETY: the symbol points at least at the 16 magic bytes and the size
-    // field of a declaration, or at unrelated readable data of the library.
-    let magic: [u8; 16] = unsafe { std::ptr::read_unaligned(addr as *const [u8; 16]) };
-    let size: u32 = unsafe { std::ptr::read_unaligned(addr.add(16) as *const u32) };
-    if magic != PLUGIN_MAGIC || (size as usize) < std::mem::size_of::<PluginDeclaration>() {
-        return Err(reject(
-            path,
-            None,
-            format!(
-                "{}: plugin declaration is corrupt or from an unsupported plugin-api (bad magic or size); rebuild the plugin against threatbus-plugin-api {API_VERSION}",
-                path.display()
-            ),
-        ));
-    }
-    // SAFETY: magic and size say this is a declaration of at least our size.
-    let raw: &PluginDeclaration = unsafe { &*(addr as *const PluginDeclaration) };
+    let m = read_manifest(path).map_err(|r| reject(path, None, r))?;
     let decl = Declaration {
-        name: unsafe { PluginDeclaration::c_str(raw.name) }.unwrap_or("").to_string(),
-        kind: PluginKind(raw.kind),
-        plugin_version: unsafe { PluginDeclaration::c_str(raw.plugin_version) }.unwrap_or("?").to_string(),
-        api_version: unsafe { PluginDeclaration::c_str(raw.api_version) }.unwrap_or("?").to_string(),
-        abi_major: raw.abi_major,
-        abi_minor: raw.abi_minor,
+        name: manifest_str(&m.name).unwrap_or("").to_string(),
+        kind: PluginKind(m.kind),
+        plugin_version: manifest_str(&m.plugin_version).unwrap_or("?").to_string(),
+        api_version: manifest_str(&m.api_version).unwrap_or("?").to_string(),
+        abi_major: m.abi_major,
+        abi_minor: m.abi_minor,
     };
     let name = decl.name.clone();
     let fail = |reason: String| reject(path, Some(decl.clone()), reason);
     if decl.abi_major != ABI_MAJOR {
         return Err(fail(format!(
-            "plugin '{name}' {} ({}) was built for plugin-api {}.x, but this threatbus {} supports {ABI_MAJOR}.x; rebuild it against plugin-api {ABI_MAJOR}.x or install a matching threatbus",
+            "plugin '{name}' {} ({}) was built for plugin ABI {}.x, but this threatbus {} supports ABI {ABI_MAJOR}.x; rebuild it against a plugin-api of ABI {ABI_MAJOR} or install a matching threatbus",
             decl.plugin_version,
             path.display(),
             decl.abi_major,
@@ -173,14 +192,22 @@ pub fn check_file(path: &Path) -> Checked {
     }
     if decl.abi_minor > ABI_MINOR {
         return Err(fail(format!(
-            "plugin '{name}' ({}) needs plugin-api >= {}.{} but threatbus {} provides {ABI_MAJOR}.{ABI_MINOR}; upgrade threatbus",
+            "plugin '{name}' ({}) needs plugin ABI >= {}.{} but threatbus {} provides {ABI_MAJOR}.{ABI_MINOR}; upgrade threatbus",
             path.display(),
             decl.abi_major,
             decl.abi_minor,
             env!("CARGO_PKG_VERSION"),
         )));
     }
-    if raw.panic_unwind != 1 {
+    if !m.abi_stable_compatible() {
+        return Err(fail(format!(
+            "plugin '{name}' ({}) was built with an incompatible abi_stable (ABI {}.{}); rebuild it against threatbus-plugin-api",
+            path.display(),
+            m.abi_stable_major,
+            m.abi_stable_minor
+        )));
+    }
+    if m.panic_unwind != 1 {
         return Err(fail(format!(
             "plugin '{name}' ({}) was built with panic=abort; a panic in it would kill threatbus; rebuild with panic = \"unwind\"",
             path.display()
@@ -189,26 +216,94 @@ pub fn check_file(path: &Path) -> Checked {
     if decl.kind.as_str().is_none() {
         return Err(fail(format!("plugin '{name}' ({}) declares unknown kind {}", path.display(), decl.kind.0)));
     }
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
+    if !threatbus_plugin_api::abi::is_valid_name(&name) {
         return Err(fail(format!("plugin in {} has an invalid name '{name}' (expected [a-z0-9_-]+)", path.display())));
     }
-    if raw.abi_layout.is_null() {
-        return Err(fail(format!("plugin '{name}' ({}) has no type layout", path.display())));
+    Ok(CheckedPlugin { path: path.to_path_buf(), decl })
+}
+
+/// The first difference of a failed layout check, as `Type.field: what`.
+fn first_layout_difference(
+    e: &threatbus_plugin_api::abi_stable::abi_stability::abi_checking::AbiInstabilityErrors,
+) -> String {
+    use threatbus_plugin_api::abi_stable::type_layout::TLFieldOrFunction;
+    let Some(first) = e.errors.first() else { return "no details".to_string() };
+    let path: Vec<String> = first
+        .stack_trace
+        .iter()
+        .map(|step| match &step.expected {
+            TLFieldOrFunction::Field(f) => format!("{}: {}", f.name(), f.layout().full_type()),
+            TLFieldOrFunction::Function(f) => format!("fn {}", f.name),
+        })
+        .collect();
+    let what = first.errs.first().map(|k| format!("{k:?}")).unwrap_or_default();
+    let what: String = what.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(240).collect();
+    format!("in {} > {}: {what}", e.interface.full_type(), path.join(" > "))
+}
+
+/// The text of a libloading error and the loader's own text under it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
     }
-    // SAFETY: set by PluginDeclaration::new to a &'static TypeLayout of the
-    // same pinned abi_stable version (guaranteed by equal ABI major).
-    let theirs: &'static TypeLayout = unsafe { &*(raw.abi_layout as *const TypeLayout) };
-    if let Err(e) = check_layout_compatibility(<AbiRoot as StableAbi>::LAYOUT, theirs) {
-        let full = e.to_string();
-        log::debug!("layout check of {} failed:\n{full}", path.display());
-        let first = full.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string();
-        return Err(fail(format!(
-            "plugin '{name}' ({}): type layout differs from plugin-api {API_VERSION} (first difference: {first}); run with RUST_LOG=debug for details",
+    out
+}
+
+/// Loads a checked plugin: `dlopen`, the entry point, the layout check.
+/// Runs the library's constructors; call only for configured plugins.
+pub fn open(plugin: &CheckedPlugin) -> Result<EntryFn, String> {
+    let path = &plugin.path;
+    let name = &plugin.decl.name;
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: loading a library runs its constructors; the file passed the
+    // ownership, permission and manifest checks, and the config names it.
+    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        format!(
+            "cannot load plugin '{name}' ({}): {}; check that it was built for this system and that its libraries are installed (ldd {})",
+            path.display(),
+            error_chain(&e),
             path.display()
-        )));
+        )
+    })?;
+    // SAFETY: the symbol is the `PluginEntryPoint` static the export macro
+    // emits (its manifest said so); only its address is taken here.
+    let sym = unsafe { lib.get::<*const PluginEntryPoint>(ENTRY_SYMBOL.as_bytes()) };
+    let addr: *const PluginEntryPoint = match sym {
+        Ok(s) => *s,
+        Err(e) => {
+            std::mem::forget(lib);
+            return Err(format!("plugin '{name}' ({}) has no {ENTRY_SYMBOL}: {}", path.display(), error_chain(&e)));
+        }
+    };
+    // Never unload: dlclose of Rust libraries is unsound (TLS destructors).
+    std::mem::forget(lib);
+    // SAFETY: a plugin whose manifest this host accepted exports this frozen
+    // struct under this name; it lives as long as the never-unloaded library.
+    let entry_point: &'static PluginEntryPoint = unsafe { &*addr };
+    if entry_point.magic != PLUGIN_MAGIC
+        || entry_point.abi_major != plugin.decl.abi_major
+        || entry_point.abi_minor != plugin.decl.abi_minor
+    {
+        return Err(format!("plugin '{name}' ({}): entry point does not match its manifest", path.display()));
     }
-    Ok(LoadedPlugin { path: path.to_path_buf(), decl, entry: raw.entry })
+    let ours = layout_of_minor(entry_point.abi_minor)
+        .ok_or_else(|| format!("plugin '{name}': no layout known for ABI minor {}", entry_point.abi_minor))?;
+    // The abi_stable header was checked from the manifest, so the layout
+    // pointer is an abi_stable `TypeLayout` of a compatible version.
+    if let Err(e) = check_layout_compatibility(ours, entry_point.layout) {
+        log::debug!("layout check of {} failed:\n{e}", path.display());
+        return Err(format!(
+            "plugin '{name}' ({}): its types differ from those of plugin ABI {ABI_MAJOR}.{} (first difference {}); rebuild it against threatbus-plugin-api; RUST_LOG=debug shows the full report",
+            path.display(),
+            entry_point.abi_minor,
+            first_layout_difference(&e)
+        ));
+    }
+    Ok(entry_point.entry)
 }
 
 /// Checks every file of a directory; later files with an already-seen
@@ -217,8 +312,7 @@ pub fn check_dir(dir: &Path) -> Result<Vec<Checked>, String> {
     check_permissions(dir, "plugin directory")?;
     let mut out: Vec<Checked> = Vec::new();
     for path in scan(dir)? {
-        let checked = check_file(&path);
-        let checked = match checked {
+        let checked = match check_file(&path) {
             Ok(p) => {
                 let dup = out.iter().find_map(|c| c.as_ref().ok().filter(|o| o.decl.name == p.decl.name));
                 match dup {

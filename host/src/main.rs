@@ -6,6 +6,7 @@ mod config;
 mod loader;
 mod logger;
 mod services;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,7 +40,7 @@ enum Command {
 enum PluginsCommand {
     /// List every .so in the plugin directory with name, kind, versions and status.
     List,
-    /// Show the declaration of one plugin file and whether it can be loaded.
+    /// Show the manifest of one plugin file and whether this host accepts it (runs no plugin code).
     Inspect {
         /// Path to the plugin library.
         file: PathBuf,
@@ -128,7 +129,9 @@ fn inspect_plugin(file: &Path) -> ExitCode {
             println!("kind:        {}", d.kind.as_str().unwrap_or("unknown"));
             println!("version:     {}", d.plugin_version);
             println!("plugin-api:  {} (ABI {}.{})", d.api_version, d.abi_major, d.abi_minor);
-            println!("status:      ok (loadable by this threatbus, ABI {ABI_MAJOR}.{ABI_MINOR})");
+            println!(
+                "status:      ok: this threatbus (ABI {ABI_MAJOR}.{ABI_MINOR}) accepts it; read from the file, not loaded"
+            );
             ExitCode::SUCCESS
         }
         Err(r) => {
@@ -156,8 +159,10 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
         dir.display()
     );
 
-    // Register signal handling before any plugin thread exists.
-    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+    // Register signal handling before any plugin thread exists. SIGHUP stops
+    // the bus cleanly too (a restart reloads config and plugins).
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     let checked = loader::check_dir(&dir)?;
@@ -251,18 +256,43 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
         bus.names(PluginKind::APP).join(", ")
     );
 
-    let mut signals = signals;
-    let first = signals.forever().next();
-    log::info!("received signal {}; shutting down", first.unwrap_or(0));
+    // Wait for a signal, or until no backbone is left to route messages.
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
     let handle = signals.handle();
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            eprintln!("threatbus: second signal {sig}; exiting immediately");
-            std::process::exit(1);
+    let mut signals = signals;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("threatbus: second signal {sig}; exiting immediately");
+                    std::process::exit(1);
+                }
+                let _ = sig_tx.send(sig);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let failures = &bus::failures().1;
+    let outcome = loop {
+        crossbeam_channel::select! {
+            recv(sig_rx) -> sig => {
+                log::info!("received signal {}; shutting down", sig.unwrap_or(0));
+                break Ok(());
+            }
+            recv(failures) -> _ => {
+                if bus.all_backbones_failed() {
+                    break Err("every backbone has failed, so no message can be routed; stopping (exit status 1, so that a service manager restarts the bus)".to_string());
+                }
+            }
         }
-    });
+    };
+    if let Err(e) = &outcome {
+        log::error!("{e}");
+    }
     bus.stop();
     handle.close();
     log::logger().flush();
-    Ok(())
+    outcome
 }

@@ -1,5 +1,6 @@
-//! The host side of `HostServices`: `extern "C"` functions called by
-//! plugins. None of them may unwind into a plugin.
+//! The host side of `HostServices`: the functions plugins call. None of
+//! them may unwind into a plugin (a panic would abort the process), so each
+//! catches panics of the host code it runs.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -7,40 +8,62 @@ use std::time::Duration;
 
 use threatbus_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString};
 use threatbus_plugin_api::logging::{level_from_u8, FfiLogRecord};
-use threatbus_plugin_api::Queue;
+use threatbus_plugin_api::{Message, MessageKind, Queue};
 
 use crate::bus::{ffi_subscribe_result, PluginCtx};
 
-fn ctx<'a>(p: *const c_void) -> &'a PluginCtx {
-    // SAFETY: `ctx` is a leaked `PluginCtx` created by `Bus::services_for`.
+/// # Safety
+/// `p` must be the `ctx` of a table made by `Bus::services_for`.
+unsafe fn ctx<'a>(p: *const c_void) -> &'a PluginCtx {
+    // SAFETY: the caller's promise; the context is leaked, so 'static.
     unsafe { &*(p as *const PluginCtx) }
 }
 
-pub extern "C" fn inq(p: *const c_void) -> Queue {
-    ctx(p).bus.inq.clone()
+pub unsafe extern "C" fn inq(p: *const c_void) -> Queue {
+    // SAFETY: plugins pass back the `ctx` of their table.
+    unsafe { ctx(p) }.bus.inq.clone()
 }
 
-pub extern "C" fn subscribe(
+pub unsafe extern "C" fn parse(p: *const c_void, kind: MessageKind, json: RStr<'_>) -> RResult<Message, RString> {
+    // SAFETY: plugins pass back the `ctx` of their table.
+    let _ = unsafe { ctx(p) };
+    let r = catch_unwind(|| crate::validate::parse(kind, json.as_str()))
+        .unwrap_or_else(|_| Err("the host's validator panicked on this input".to_string()));
+    match r {
+        Ok(m) => RResult::ROk(m),
+        Err(e) => RResult::RErr(RString::from(e)),
+    }
+}
+
+pub unsafe extern "C" fn subscribe(
     p: *const c_void,
     topic: RStr<'_>,
     queue: &Queue,
     snapshot_secs: u64,
 ) -> RResult<ROption<RString>, RString> {
-    let c = ctx(p);
+    // SAFETY: plugins pass back the `ctx` of their table.
+    let c = unsafe { ctx(p) };
     let r =
         catch_unwind(AssertUnwindSafe(|| c.bus.subscribe(topic.as_str(), queue, Duration::from_secs(snapshot_secs))))
             .unwrap_or_else(|_| Err("host panicked while subscribing".into()));
     ffi_subscribe_result(r)
 }
 
-pub extern "C" fn unsubscribe(p: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString> {
-    let c = ctx(p);
+pub unsafe extern "C" fn unsubscribe(p: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString> {
+    // SAFETY: plugins pass back the `ctx` of their table.
+    let c = unsafe { ctx(p) };
     let r = catch_unwind(AssertUnwindSafe(|| c.bus.unsubscribe(topic.as_str(), queue)))
         .unwrap_or_else(|_| Err("host panicked while unsubscribing".into()));
     match r {
         Ok(()) => RResult::ROk(()),
         Err(e) => RResult::RErr(RString::from(e)),
     }
+}
+
+pub unsafe extern "C" fn report_failure(p: *const c_void, message: RStr<'_>) {
+    // SAFETY: plugins pass back the `ctx` of their table.
+    let c = unsafe { ctx(p) };
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::bus::mark_failed(&c.name, &c.failed, message.as_str())));
 }
 
 pub extern "C" fn log_enabled(level: u8, target: RStr<'_>) -> bool {
@@ -75,7 +98,8 @@ pub extern "C" fn log_max_level() -> u8 {
     log::max_level() as usize as u8
 }
 
-pub extern "C" fn report_failure(p: *const c_void, message: RStr<'_>) {
-    let c = ctx(p);
-    let _ = catch_unwind(AssertUnwindSafe(|| crate::bus::mark_failed(&c.name, &c.failed, message.as_str())));
+/// The test-only entry of the `abi-next` build: returns the host's minor.
+#[cfg(feature = "abi-next")]
+pub unsafe extern "C" fn next_host_entry(_: *const c_void) -> u32 {
+    threatbus_plugin_api::abi::ABI_MINOR
 }

@@ -1,41 +1,76 @@
 //! The binary contract between the `threatbus` host and its plugins.
 //!
-//! Layer 0 is [`PluginDeclaration`]: a frozen `#[repr(C)]` static that the
-//! host reads before it calls any plugin code. Layer 1 is the set of
-//! `abi_stable` types behind it ([`HostServices`], [`PluginVTable`],
-//! [`Queue`](crate::Queue), [`Message`](crate::Message)), whose layout the host
-//! checks against its own copy with `abi_stable`'s layout checker.
+//! # What a plugin library exports
+//! * [`PluginManifest`] as `THREATBUS_PLUGIN_MANIFEST`: plain bytes, no
+//!   pointers. The host reads it from the ELF file *without loading it*
+//!   (`plugins list`, `plugins inspect` and the start-up scan run no plugin
+//!   code), then decides whether to load the library at all.
+//! * [`PluginEntryPoint`] as `THREATBUS_PLUGIN_ENTRY`: read after `dlopen`,
+//!   only for plugins the config names. It carries the `abi_stable` type
+//!   layout of everything that crosses the boundary ([`AbiRootV1_0`]) and
+//!   the entry function.
+//!
+//! Both are built only by [`crate::export_plugin!`].
+//!
+//! # The tables
+//! [`HostServices`] (implemented by the host), [`PluginVTable`] (implemented
+//! by the plugin) and [`QueueVTable`](crate::queue::QueueVTable) (implemented
+//! by whichever side created the queue) are `#[repr(C)]` structs of
+//! function pointers whose first field, `size`, is the size of the table as
+//! its implementer built it. An entry appended in a later minor lies beyond
+//! the `size` of an older implementer's table and reads as absent (`None`),
+//! never as garbage and never as a panic.
 //!
 //! # Versioning rules
-//! * `ABI_MAJOR` changes only when something is removed, renamed, reordered
-//!   or changes type. Host and plugin majors must be equal.
-//! * `ABI_MINOR` grows when a field is appended to a prefix type
-//!   ([`HostServices`], [`PluginVTable`], [`QueueVTable`](crate::queue::QueueVTable))
-//!   after its last field. A host accepts plugins whose minor is equal or
-//!   lower than its own; it reads appended fields through `Option` accessors.
-//! * The declaration struct itself never changes shape.
+//! * [`ABI_MAJOR`] changes when anything is removed, renamed, reordered or
+//!   changes type. Host and plugin majors must be equal.
+//! * [`ABI_MINOR`] grows by one when entries are appended to the end of a
+//!   table (or new types are added). Each minor has its own frozen layout
+//!   root (`AbiRootV1_<minor>`, the previous root plus the new entries); a
+//!   host keeps the roots of every minor up to its own and checks a
+//!   plugin's layout against the root of the plugin's minor.
+//! * A host of minor N loads plugins of minors 0 … N. A plugin of a higher
+//!   minor is refused before its code is loaded, with a line saying to
+//!   upgrade the host.
+//! * [`PluginManifest`] and [`PluginEntryPoint`] never change shape.
+//! * The ABI version is not the version of this crate: Rust-only additions
+//!   to the SDK change the crate's version, not the ABI.
 
-#![allow(non_camel_case_types)]
-
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::c_void;
 
 use abi_stable::{
-    std_types::{ROption, RResult, RStr, RString},
+    library::AbiHeader,
+    std_types::{ROption, RResult, RStr, RString, RVec},
+    type_layout::TypeLayout,
     StableAbi,
 };
 
-use crate::{logging::FfiLogRecord, Message, Queue};
+use crate::logging::FfiLogRecord;
+use crate::message::{Message, MessageKind};
+use crate::queue::{Queue, RecvStatus, SendStatus};
 
-/// Magic bytes at the start of every [`PluginDeclaration`].
+/// Magic bytes at the start of [`PluginManifest`] and [`PluginEntryPoint`].
 pub const PLUGIN_MAGIC: [u8; 16] = *b"THREATBUS-PLUGIN";
-/// Name of the exported declaration symbol.
-pub const DECLARATION_SYMBOL: &[u8] = b"THREATBUS_PLUGIN\0";
-/// Major version of the plugin ABI implemented by this crate.
+/// Name of the exported [`PluginManifest`] symbol.
+pub const MANIFEST_SYMBOL: &str = "THREATBUS_PLUGIN_MANIFEST";
+/// Name of the exported [`PluginEntryPoint`] symbol.
+pub const ENTRY_SYMBOL: &str = "THREATBUS_PLUGIN_ENTRY";
+/// Major version of the plugin ABI this crate implements.
 pub const ABI_MAJOR: u32 = 1;
-/// Minor version of the plugin ABI implemented by this crate.
+/// Minor version of the plugin ABI this crate implements.
+#[cfg(not(feature = "abi-next"))]
 pub const ABI_MINOR: u32 = 0;
-/// Full version string of this `threatbus-plugin-api` crate.
+/// Minor version of the plugin ABI this crate implements (a test build with
+/// one appended table entry, see the `abi-next` feature).
+#[cfg(feature = "abi-next")]
+pub const ABI_MINOR: u32 = 1;
+/// Version of this `threatbus-plugin-api` crate (not the ABI version).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Capacity of [`PluginManifest::name`], including the terminating NUL.
+pub const NAME_CAPACITY: usize = 64;
+/// Capacity of the version fields of [`PluginManifest`], including the NUL.
+pub const VERSION_CAPACITY: usize = 32;
 
 /// What a plugin is: an *app* (talks to external tools) or a *backbone*
 /// (routes messages between queues).
@@ -59,20 +94,20 @@ impl PluginKind {
     }
 }
 
-/// Signature of a plugin's entry function: start the plugin with its config
-/// (the JSON of its YAML subtree) and return its instance.
-pub type EntryFn =
-    unsafe extern "C" fn(host: HostServices_Ref, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>;
+// ---------------------------------------------------------------------------
+// What the library exports
+// ---------------------------------------------------------------------------
 
-/// The frozen layer-0 declaration every plugin exports as
-/// `THREATBUS_PLUGIN`. Never changes shape; use [`crate::export_plugin!`]
-/// to create it.
+/// The frozen, pointer-free description of a plugin, readable from the
+/// library file without loading it. Exported as `THREATBUS_PLUGIN_MANIFEST`.
 #[repr(C)]
-pub struct PluginDeclaration {
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct PluginManifest {
     /// Always [`PLUGIN_MAGIC`].
     pub magic: [u8; 16],
-    /// `size_of::<PluginDeclaration>()` of the plugin's build.
-    pub decl_size: u32,
+    /// `size_of::<PluginManifest>()` of the plugin's build.
+    pub manifest_size: u32,
     /// [`ABI_MAJOR`] the plugin was built with.
     pub abi_major: u32,
     /// [`ABI_MINOR`] the plugin was built with.
@@ -81,53 +116,135 @@ pub struct PluginDeclaration {
     pub kind: u32,
     /// 1 when the plugin was built with `panic = "unwind"`.
     pub panic_unwind: u32,
-    /// Plugin name, NUL-terminated, `[a-z0-9_-]+`; the config key.
-    pub name: *const c_char,
-    /// The plugin crate's version, NUL-terminated.
-    pub plugin_version: *const c_char,
-    /// The `threatbus-plugin-api` version the plugin was built with.
-    pub api_version: *const c_char,
-    /// `&'static abi_stable::type_layout::TypeLayout` of [`AbiRoot`] as seen
-    /// by the plugin, checked by the host before `entry` is called.
-    pub abi_layout: *const c_void,
-    /// Starts the plugin; never unwinds.
-    pub entry: EntryFn,
+    /// `abi_stable`'s own header (magic string and version), checked
+    /// before any `abi_stable` type layout of the plugin is trusted.
+    pub abi_stable_magic: [u8; 32],
+    /// `abi_stable`'s ABI major version.
+    pub abi_stable_major: u32,
+    /// `abi_stable`'s ABI minor version.
+    pub abi_stable_minor: u32,
+    /// Plugin name, `[a-z0-9_-]+`, NUL-padded; the config key.
+    pub name: [u8; NAME_CAPACITY],
+    /// The plugin crate's version, NUL-padded.
+    pub plugin_version: [u8; VERSION_CAPACITY],
+    /// The `threatbus-plugin-api` crate version the plugin was built with.
+    pub api_version: [u8; VERSION_CAPACITY],
 }
 
-// SAFETY: the declaration only points at immutable 'static data.
-unsafe impl Sync for PluginDeclaration {}
+/// Reads a NUL-padded string field of a manifest.
+pub fn manifest_str(bytes: &[u8]) -> Option<&str> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&bytes[..end]).ok()
+}
 
-impl PluginDeclaration {
-    /// Builds a declaration; used by [`crate::export_plugin!`].
-    /// `name` and `plugin_version` must end with a NUL byte.
-    pub const fn new(kind: PluginKind, name: &'static str, plugin_version: &'static str, entry: EntryFn) -> Self {
+/// Whether `name` is a valid plugin name: `[a-z0-9_-]+`.
+pub const fn is_valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Copies `s` into a NUL-padded array; a compile-time error (in const
+/// context) if it does not fit with its NUL or contains a NUL.
+const fn fixed<const N: usize>(s: &str, what: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    if b.len() >= N {
+        panic!("{}", what);
+    }
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == 0 {
+            panic!("{}", what);
+        }
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
+impl PluginManifest {
+    /// Builds the manifest; only [`crate::export_plugin!`] calls this, in a
+    /// `static`, so every check below fails the plugin's build.
+    #[doc(hidden)]
+    pub const fn __new(kind: PluginKind, name: &str, plugin_version: &str) -> Self {
+        if !is_valid_name(name) {
+            panic!("plugin names must match [a-z0-9_-]+");
+        }
+        let header = AbiHeader::VALUE;
         Self {
             magic: PLUGIN_MAGIC,
-            decl_size: std::mem::size_of::<PluginDeclaration>() as u32,
+            manifest_size: std::mem::size_of::<PluginManifest>() as u32,
             abi_major: ABI_MAJOR,
             abi_minor: ABI_MINOR,
             kind: kind.0,
             panic_unwind: cfg!(panic = "unwind") as u32,
-            name: name.as_ptr() as *const c_char,
-            plugin_version: plugin_version.as_ptr() as *const c_char,
-            api_version: concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char,
-            abi_layout: <AbiRoot as StableAbi>::LAYOUT as *const _ as *const c_void,
-            entry,
+            abi_stable_magic: header.magic_string,
+            abi_stable_major: header.abi_major,
+            abi_stable_minor: header.abi_minor,
+            name: fixed(name, "plugin names must be shorter than 64 bytes"),
+            plugin_version: fixed(plugin_version, "plugin versions must be shorter than 32 bytes"),
+            api_version: fixed(API_VERSION, "plugin-api version too long"),
         }
     }
 
-    /// Reads a NUL-terminated string field, if present and UTF-8.
-    ///
-    /// # Safety
-    /// `ptr` must be null or point to a NUL-terminated string.
-    pub unsafe fn c_str(ptr: *const c_char) -> Option<&'static str> {
-        if ptr.is_null() {
-            None
-        } else {
-            CStr::from_ptr(ptr).to_str().ok()
-        }
+    /// Whether the `abi_stable` header matches this build's `abi_stable`.
+    pub fn abi_stable_compatible(&self) -> bool {
+        let ours = AbiHeader::VALUE;
+        self.abi_stable_magic == ours.magic_string
+            && self.abi_stable_major == ours.abi_major
+            && (ours.abi_major != 0 || self.abi_stable_minor == ours.abi_minor)
     }
 }
+
+/// Signature of a plugin's entry function: start the plugin with the host's
+/// services and its config (the JSON of its YAML subtree).
+///
+/// # Safety
+/// `host` must point to a [`HostServices`] table that stays valid for the
+/// rest of the process.
+pub type EntryFn =
+    unsafe extern "C" fn(host: *const HostServices, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>;
+
+/// What the host reads after loading a configured plugin. Exported as
+/// `THREATBUS_PLUGIN_ENTRY`; never changes shape.
+#[repr(C)]
+#[non_exhaustive]
+pub struct PluginEntryPoint {
+    /// Always [`PLUGIN_MAGIC`].
+    pub magic: [u8; 16],
+    /// [`ABI_MAJOR`] the plugin was built with (equal to the manifest's).
+    pub abi_major: u32,
+    /// [`ABI_MINOR`] the plugin was built with (equal to the manifest's).
+    pub abi_minor: u32,
+    /// The `abi_stable` layout of the layout root of `abi_minor` as the
+    /// plugin sees it.
+    pub layout: &'static TypeLayout,
+    /// Starts the plugin; never unwinds.
+    pub entry: EntryFn,
+}
+
+impl PluginEntryPoint {
+    /// Builds the entry point; only [`crate::export_plugin!`] calls this.
+    #[doc(hidden)]
+    pub const fn __new(entry: EntryFn) -> Self {
+        Self { magic: PLUGIN_MAGIC, abi_major: ABI_MAJOR, abi_minor: ABI_MINOR, layout: current_layout(), entry }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors and instances
+// ---------------------------------------------------------------------------
 
 /// Why a call into a plugin failed.
 #[repr(C)]
@@ -173,93 +290,191 @@ impl std::fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// Services the host offers to a plugin. Passed to the entry function and
-/// valid for the lifetime of the process.
+/// A started plugin: its state and its [`PluginVTable`].
 #[repr(C)]
 #[derive(StableAbi)]
-#[sabi(kind(Prefix(prefix_ref = HostServices_Ref)))]
-#[sabi(missing_field(panic))]
+pub struct PluginInstance {
+    /// Opaque plugin state, passed to every [`PluginVTable`] function.
+    pub state: *const c_void,
+    /// `*const PluginVTable`, valid for the rest of the process.
+    pub vtable: *const c_void,
+}
+
+// SAFETY: the export macro only builds instances from `Send + Sync` state.
+unsafe impl Send for PluginInstance {}
+// SAFETY: see `Send`.
+unsafe impl Sync for PluginInstance {}
+
+// ---------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------
+
+/// Reads the entry at `offset` of a table whose implementer built `size`
+/// bytes of it; `None` if the table ends before the entry (it was appended
+/// in a later minor than the implementer's).
+///
+/// # Safety
+/// `table` must point to a table of at least `size` readable bytes, and the
+/// bytes at `offset` must hold a `T` if they lie within `size`.
+pub unsafe fn read_entry<T: Copy>(table: *const u8, size: usize, offset: usize) -> Option<T> {
+    if offset.checked_add(std::mem::size_of::<T>())? > size {
+        return None;
+    }
+    // SAFETY: in bounds of the implementer's table (checked above), which
+    // holds a `T` there (caller's promise); tables may be packed by older
+    // layouts, so read unaligned.
+    Some(unsafe { std::ptr::read_unaligned(table.add(offset).cast::<T>()) })
+}
+
+/// Host: returns a new handle to the shared inbound queue (`inq`).
+pub type InqFn = unsafe extern "C" fn(ctx: *const c_void) -> Queue;
+/// Host: validates `json` as a message of `kind` (or, with kind 0, of the
+/// kind its `type` field names) and returns it in canonical form.
+pub type ParseFn =
+    unsafe extern "C" fn(ctx: *const c_void, kind: MessageKind, json: RStr<'_>) -> RResult<Message, RString>;
+/// Host: subscribes `queue` to `topic` on every backbone; with
+/// `snapshot_secs > 0` also requests a snapshot and returns its id.
+pub type SubscribeFn = unsafe extern "C" fn(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    queue: &Queue,
+    snapshot_secs: u64,
+) -> RResult<ROption<RString>, RString>;
+/// Host: removes the subscription of `queue` to `topic` on every backbone.
+pub type UnsubscribeFn =
+    unsafe extern "C" fn(ctx: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString>;
+/// Host: a plugin thread failed; the host marks the plugin as failed.
+pub type ReportFailureFn = unsafe extern "C" fn(ctx: *const c_void, message: RStr<'_>);
+/// Host: whether a record at `level` (1=error..5=trace) for `target` would be logged.
+pub type LogEnabledFn = extern "C" fn(level: u8, target: RStr<'_>) -> bool;
+/// Host: emits a log record.
+pub type LogFn = extern "C" fn(record: &FfiLogRecord<'_>);
+/// Host: flushes the logger.
+pub type LogFlushFn = extern "C" fn();
+/// Host: the maximum log level (0=off..5=trace).
+pub type LogMaxLevelFn = extern "C" fn() -> u8;
+
+/// Services the host offers to a plugin, valid for the rest of the process.
+/// Implemented by the host; entries after the ABI 1.0 ones are read through
+/// [`read_entry`].
+#[repr(C)]
 pub struct HostServices {
+    /// Size of this table as the host built it.
+    pub size: usize,
     /// The host's [`ABI_MAJOR`].
     pub abi_major: u32,
     /// The host's [`ABI_MINOR`].
     pub abi_minor: u32,
-    /// Opaque host context; pass it back to every callback.
+    /// Opaque host context; pass it back to every entry that takes `ctx`.
     pub ctx: *const c_void,
-    /// Returns a new handle to the shared inbound queue (`inq`).
-    pub inq: extern "C" fn(ctx: *const c_void) -> Queue,
-    /// Subscribes `queue` to `topic` on every backbone; with
-    /// `snapshot_secs > 0` also requests a snapshot and returns its id.
-    pub subscribe: extern "C" fn(
-        ctx: *const c_void,
-        topic: RStr<'_>,
-        queue: &Queue,
-        snapshot_secs: u64,
-    ) -> RResult<ROption<RString>, RString>,
-    /// Removes the subscription of `queue` to `topic` on every backbone.
-    pub unsubscribe: extern "C" fn(ctx: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString>,
-    /// Whether a record at `level` (1=error..5=trace) for `target` would be logged.
-    pub log_enabled: extern "C" fn(level: u8, target: RStr<'_>) -> bool,
-    /// Emits a log record through the host's logger.
-    pub log: extern "C" fn(record: &FfiLogRecord<'_>),
-    /// Flushes the host's logger.
-    pub log_flush: extern "C" fn(),
-    /// The host's maximum log level (0=off..5=trace).
-    pub log_max_level: extern "C" fn() -> u8,
-    /// Reports that a plugin thread failed (e.g. panicked); the host marks
-    /// the plugin as failed.
-    #[sabi(last_prefix_field)]
-    pub report_failure: extern "C" fn(ctx: *const c_void, message: RStr<'_>),
+    /// See [`InqFn`].
+    pub inq: InqFn,
+    /// See [`ParseFn`].
+    pub parse: ParseFn,
+    /// See [`SubscribeFn`].
+    pub subscribe: SubscribeFn,
+    /// See [`UnsubscribeFn`].
+    pub unsubscribe: UnsubscribeFn,
+    /// See [`ReportFailureFn`].
+    pub report_failure: ReportFailureFn,
+    /// See [`LogEnabledFn`].
+    pub log_enabled: LogEnabledFn,
+    /// See [`LogFn`].
+    pub log: LogFn,
+    /// See [`LogFlushFn`].
+    pub log_flush: LogFlushFn,
+    /// See [`LogMaxLevelFn`].
+    pub log_max_level: LogMaxLevelFn,
+    /// Test-only entry of the `abi-next` build (ABI 1.1 of the tests).
+    #[cfg(feature = "abi-next")]
+    pub next_host_entry: NextFn,
 }
 
-/// Functions the host calls on a running plugin. Every function is
-/// panic-safe (built by [`crate::export_plugin!`]).
+// SAFETY: the host's entries are thread-safe and `ctx` points to host state
+// that is shared between threads by design.
+unsafe impl Send for HostServices {}
+// SAFETY: see `Send`.
+unsafe impl Sync for HostServices {}
+
+/// The size of [`HostServices`] in ABI 1.0; smaller tables are refused.
+pub const HOST_SERVICES_V1_0_SIZE: usize =
+    std::mem::offset_of!(HostServices, log_max_level) + std::mem::size_of::<LogMaxLevelFn>();
+
+/// Plugin: backbones route messages of topics starting with `topic` to `queue`.
+pub type PluginSubscribeFn =
+    unsafe extern "C" fn(state: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), PluginError>;
+/// Plugin: apps serve a snapshot request by putting envelopes into `inq`.
+pub type PluginSnapshotFn = unsafe extern "C" fn(state: *const c_void, request: &Message) -> RResult<(), PluginError>;
+/// Plugin: stops all plugin threads; returns when they have ended.
+pub type PluginStopFn = unsafe extern "C" fn(state: *const c_void) -> RResult<(), PluginError>;
+/// Plugin: frees the instance state; called at most once, after a
+/// successful `stop`.
+pub type PluginDestroyFn = unsafe extern "C" fn(state: *const c_void);
+/// Test-only entry type of the `abi-next` build.
+pub type NextFn = unsafe extern "C" fn(state: *const c_void) -> u32;
+
+/// Functions the host calls on a running plugin; implemented by the plugin
+/// (built by [`crate::export_plugin!`], every entry panic-safe).
 #[repr(C)]
-#[derive(StableAbi)]
-#[sabi(kind(Prefix(prefix_ref = PluginVTable_Ref)))]
-#[sabi(missing_field(panic))]
 pub struct PluginVTable {
-    /// Backbones: route messages of topics starting with `topic` to `queue`.
-    pub subscribe:
-        unsafe extern "C" fn(state: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), PluginError>,
-    /// Backbones: stop routing `topic` to `queue`.
-    pub unsubscribe:
-        unsafe extern "C" fn(state: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), PluginError>,
-    /// Apps: serve a snapshot request by putting envelopes into `inq`.
-    pub snapshot: unsafe extern "C" fn(state: *const c_void, request: &Message) -> RResult<(), PluginError>,
-    /// Stops all plugin threads; returns when they have ended.
-    pub stop: unsafe extern "C" fn(state: *const c_void) -> RResult<(), PluginError>,
-    /// Frees the instance state. Called at most once, after `stop`.
-    #[sabi(last_prefix_field)]
-    pub destroy: unsafe extern "C" fn(state: *const c_void),
+    /// Size of this table as the plugin built it.
+    pub size: usize,
+    /// Backbones: route `topic` to `queue`; apps: an error.
+    pub subscribe: PluginSubscribeFn,
+    /// Backbones: stop routing `topic` to `queue`; apps: an error.
+    pub unsubscribe: PluginSubscribeFn,
+    /// Apps: serve a snapshot request; backbones: nothing.
+    pub snapshot: PluginSnapshotFn,
+    /// Stops the plugin's threads.
+    pub stop: PluginStopFn,
+    /// Frees the state.
+    pub destroy: PluginDestroyFn,
+    /// Test-only entry of the `abi-next` build (ABI 1.1 of the tests).
+    #[cfg(feature = "abi-next")]
+    pub next_plugin_entry: NextFn,
 }
 
-/// A started plugin: its state and functions.
-#[repr(C)]
-#[derive(StableAbi)]
-pub struct PluginInstance {
-    /// Opaque plugin state, passed to every vtable function.
-    pub state: *const c_void,
-    /// The plugin's functions.
-    pub vtable: PluginVTable_Ref,
+/// The size of [`PluginVTable`] in ABI 1.0; smaller tables are refused.
+pub const PLUGIN_VTABLE_V1_0_SIZE: usize =
+    std::mem::offset_of!(PluginVTable, destroy) + std::mem::size_of::<PluginDestroyFn>();
+
+/// One entry of a table for diagnostics: its name, the minor that added it
+/// and its offset.
+#[derive(Debug, Clone, Copy)]
+pub struct TableEntry {
+    /// The field name.
+    pub name: &'static str,
+    /// The ABI minor that appended it.
+    pub since_minor: u32,
+    /// Its byte offset in the table.
+    pub offset: usize,
 }
 
-// SAFETY: plugin state is `Send + Sync` (enforced by the export macro's bounds).
-unsafe impl Send for PluginInstance {}
-unsafe impl Sync for PluginInstance {}
+/// The [`PluginVTable`] entries appended after ABI 1.0, for the host to
+/// say which ones a plugin's table lacks.
+pub const PLUGIN_VTABLE_APPENDED: &[TableEntry] = &[
+    #[cfg(feature = "abi-next")]
+    TableEntry {
+        name: "next_plugin_entry",
+        since_minor: 1,
+        offset: std::mem::offset_of!(PluginVTable, next_plugin_entry),
+    },
+];
 
-/// Every type that crosses the boundary, so that one layout check covers
-/// them all. Never constructed.
+// ---------------------------------------------------------------------------
+// Layout roots
+// ---------------------------------------------------------------------------
+
+/// Every type and function signature that crosses the boundary in ABI 1.0,
+/// so that one `abi_stable` layout check covers them all. Frozen: a later
+/// minor adds a new root that contains this one. Never constructed.
 #[repr(C)]
 #[derive(StableAbi)]
-pub struct AbiRoot {
-    /// Host services.
-    pub host: HostServices_Ref,
-    /// What `entry` returns.
+pub struct AbiRootV1_0 {
+    /// What the entry function returns.
     pub started: RResult<PluginInstance, PluginError>,
-    /// The entry function.
-    pub entry:
-        unsafe extern "C" fn(host: HostServices_Ref, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>,
+    /// The entry function (with the table pointer erased).
+    pub entry: unsafe extern "C" fn(host: *const c_void, config_json: RStr<'_>) -> RResult<PluginInstance, PluginError>,
     /// Message handle.
     pub message: Message,
     /// Queue handle.
@@ -268,31 +483,206 @@ pub struct AbiRoot {
     pub log_record: FfiLogRecord<'static>,
     /// Plugin kind.
     pub kind: PluginKind,
+    /// Host table entry `inq`.
+    pub host_inq: unsafe extern "C" fn(ctx: *const c_void) -> Queue,
+    /// Host table entry `parse`.
+    pub host_parse:
+        unsafe extern "C" fn(ctx: *const c_void, kind: MessageKind, json: RStr<'_>) -> RResult<Message, RString>,
+    /// Host table entry `subscribe`.
+    pub host_subscribe: unsafe extern "C" fn(
+        ctx: *const c_void,
+        topic: RStr<'_>,
+        queue: &Queue,
+        snapshot_secs: u64,
+    ) -> RResult<ROption<RString>, RString>,
+    /// Host table entry `unsubscribe`.
+    pub host_unsubscribe:
+        unsafe extern "C" fn(ctx: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString>,
+    /// Host table entry `report_failure`.
+    pub host_report_failure: unsafe extern "C" fn(ctx: *const c_void, message: RStr<'_>),
+    /// Host table entry `log_enabled`.
+    pub host_log_enabled: extern "C" fn(level: u8, target: RStr<'_>) -> bool,
+    /// Host table entry `log`.
+    pub host_log: extern "C" fn(record: &FfiLogRecord<'_>),
+    /// Host table entry `log_flush`.
+    pub host_log_flush: extern "C" fn(),
+    /// Host table entry `log_max_level`.
+    pub host_log_max_level: extern "C" fn() -> u8,
+    /// Plugin table entries `subscribe` and `unsubscribe`.
+    pub plugin_subscribe:
+        unsafe extern "C" fn(state: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), PluginError>,
+    /// Plugin table entry `snapshot`.
+    pub plugin_snapshot: unsafe extern "C" fn(state: *const c_void, request: &Message) -> RResult<(), PluginError>,
+    /// Plugin table entry `stop`.
+    pub plugin_stop: unsafe extern "C" fn(state: *const c_void) -> RResult<(), PluginError>,
+    /// Plugin table entry `destroy`.
+    pub plugin_destroy: unsafe extern "C" fn(state: *const c_void),
+    /// Queue table entry `retain`.
+    pub queue_retain: unsafe extern "C" fn(state: *const c_void) -> *const c_void,
+    /// Queue table entry `release`.
+    pub queue_release: unsafe extern "C" fn(state: *const c_void),
+    /// Queue table entry `send`.
+    pub queue_send: unsafe extern "C" fn(state: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus,
+    /// Queue table entry `recv`.
+    pub queue_recv:
+        unsafe extern "C" fn(state: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus,
+    /// Queue table entry `recv_batch`.
+    pub queue_recv_batch:
+        unsafe extern "C" fn(state: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus,
+    /// Queue table entries `close`.
+    pub queue_close: unsafe extern "C" fn(state: *const c_void),
+    /// Queue table entry `is_closed`.
+    pub queue_is_closed: unsafe extern "C" fn(state: *const c_void) -> bool,
+    /// Queue table entries `len` and `capacity`.
+    pub queue_count: unsafe extern "C" fn(state: *const c_void) -> usize,
+    /// Queue table entry `dropped`.
+    pub queue_dropped: unsafe extern "C" fn(state: *const c_void) -> u64,
+    /// Queue send status.
+    pub send_status: SendStatus,
+    /// Queue receive status.
+    pub recv_status: RecvStatus,
+    /// Receive buffer of one message.
+    pub recv_one: ROption<Message>,
+    /// Receive buffer of a batch.
+    pub recv_many: RVec<Message>,
+}
+
+/// The root's inline signatures (written out because the layout derive
+/// needs them inline) are the same types as the table entries'.
+#[allow(dead_code)]
+fn root_signatures_match_tables(r: &AbiRootV1_0) {
+    let _: (InqFn, ParseFn, SubscribeFn, UnsubscribeFn, ReportFailureFn) =
+        (r.host_inq, r.host_parse, r.host_subscribe, r.host_unsubscribe, r.host_report_failure);
+    let _: (LogEnabledFn, LogFn, LogFlushFn, LogMaxLevelFn) =
+        (r.host_log_enabled, r.host_log, r.host_log_flush, r.host_log_max_level);
+    let _: (PluginSubscribeFn, PluginSnapshotFn, PluginStopFn, PluginDestroyFn) =
+        (r.plugin_subscribe, r.plugin_snapshot, r.plugin_stop, r.plugin_destroy);
+    use crate::queue::*;
+    let _: (RetainFn, ReleaseFn, SendFn, RecvFn, RecvBatchFn) =
+        (r.queue_retain, r.queue_release, r.queue_send, r.queue_recv, r.queue_recv_batch);
+    let _: (QueueFn, IsClosedFn, CountFn, DroppedFn) =
+        (r.queue_close, r.queue_is_closed, r.queue_count, r.queue_dropped);
+}
+
+/// The layout root of the `abi-next` test build: ABI 1.0 plus its entries.
+#[cfg(feature = "abi-next")]
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct AbiRootV1_1 {
+    /// Everything of ABI 1.0.
+    pub v1_0: AbiRootV1_0,
+    /// The appended entries (host and plugin tables).
+    pub next: unsafe extern "C" fn(state: *const c_void) -> u32,
+}
+
+/// The layout root of the given minor of [`ABI_MAJOR`], if this build knows
+/// it (every minor up to [`ABI_MINOR`]).
+pub fn layout_of_minor(minor: u32) -> Option<&'static TypeLayout> {
+    match minor {
+        0 => Some(<AbiRootV1_0 as StableAbi>::LAYOUT),
+        #[cfg(feature = "abi-next")]
+        1 => Some(<AbiRootV1_1 as StableAbi>::LAYOUT),
+        _ => None,
+    }
+}
+
+const fn current_layout() -> &'static TypeLayout {
+    #[cfg(not(feature = "abi-next"))]
+    {
+        <AbiRootV1_0 as StableAbi>::LAYOUT
+    }
+    #[cfg(feature = "abi-next")]
+    {
+        <AbiRootV1_1 as StableAbi>::LAYOUT
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::{offset_of, size_of};
 
-    /// The declaration is frozen: these offsets are what every host reads.
+    /// The manifest and the entry point are frozen: these offsets are what
+    /// every host reads.
     #[test]
-    fn declaration_layout_is_frozen() {
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, magic), 0);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, decl_size), 16);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, abi_major), 20);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, abi_minor), 24);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, kind), 28);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, panic_unwind), 32);
-        assert_eq!(std::mem::offset_of!(PluginDeclaration, name), 40);
+    fn exported_structs_are_frozen() {
+        assert_eq!(offset_of!(PluginManifest, magic), 0);
+        assert_eq!(offset_of!(PluginManifest, manifest_size), 16);
+        assert_eq!(offset_of!(PluginManifest, abi_major), 20);
+        assert_eq!(offset_of!(PluginManifest, abi_minor), 24);
+        assert_eq!(offset_of!(PluginManifest, kind), 28);
+        assert_eq!(offset_of!(PluginManifest, panic_unwind), 32);
+        assert_eq!(offset_of!(PluginManifest, abi_stable_magic), 36);
+        assert_eq!(offset_of!(PluginManifest, abi_stable_major), 68);
+        assert_eq!(offset_of!(PluginManifest, abi_stable_minor), 72);
+        assert_eq!(offset_of!(PluginManifest, name), 76);
+        assert_eq!(offset_of!(PluginManifest, plugin_version), 140);
+        assert_eq!(offset_of!(PluginManifest, api_version), 172);
+        assert_eq!(size_of::<PluginManifest>(), 204);
         #[cfg(target_pointer_width = "64")]
-        assert_eq!(std::mem::size_of::<PluginDeclaration>(), 80);
+        {
+            assert_eq!(offset_of!(PluginEntryPoint, layout), 24);
+            assert_eq!(offset_of!(PluginEntryPoint, entry), 32);
+            assert_eq!(size_of::<PluginEntryPoint>(), 40);
+        }
+    }
+
+    /// The ABI 1.0 tables are frozen: entries are only ever appended.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn v1_0_tables_are_frozen() {
+        let host = [
+            offset_of!(HostServices, size),
+            offset_of!(HostServices, abi_major),
+            offset_of!(HostServices, abi_minor),
+            offset_of!(HostServices, ctx),
+            offset_of!(HostServices, inq),
+            offset_of!(HostServices, parse),
+            offset_of!(HostServices, subscribe),
+            offset_of!(HostServices, unsubscribe),
+            offset_of!(HostServices, report_failure),
+            offset_of!(HostServices, log_enabled),
+            offset_of!(HostServices, log),
+            offset_of!(HostServices, log_flush),
+            offset_of!(HostServices, log_max_level),
+        ];
+        assert_eq!(host, [0, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88]);
+        assert_eq!(HOST_SERVICES_V1_0_SIZE, 96);
+        let plugin = [
+            offset_of!(PluginVTable, size),
+            offset_of!(PluginVTable, subscribe),
+            offset_of!(PluginVTable, unsubscribe),
+            offset_of!(PluginVTable, snapshot),
+            offset_of!(PluginVTable, stop),
+            offset_of!(PluginVTable, destroy),
+        ];
+        assert_eq!(plugin, [0, 8, 16, 24, 32, 40]);
+        assert_eq!(PLUGIN_VTABLE_V1_0_SIZE, 48);
     }
 
     #[test]
-    fn api_version_matches_abi_constants() {
-        let mut parts = API_VERSION.split('.').map(|p| p.parse::<u32>().unwrap());
-        assert_eq!(parts.next(), Some(ABI_MAJOR));
-        assert_eq!(parts.next(), Some(ABI_MINOR));
+    fn read_entry_respects_the_implementers_size() {
+        let table: [u64; 3] = [24, 7, 9];
+        let base = table.as_ptr().cast::<u8>();
+        // SAFETY: `table` has 24 readable bytes holding u64s.
+        unsafe {
+            assert_eq!(read_entry::<u64>(base, 24, 8), Some(7));
+            assert_eq!(read_entry::<u64>(base, 24, 16), Some(9));
+            assert_eq!(read_entry::<u64>(base, 16, 16), None, "beyond an older implementer's table");
+            assert_eq!(read_entry::<u64>(base, 24, usize::MAX), None);
+        }
+    }
+
+    #[test]
+    fn manifest_strings_and_names() {
+        assert!(is_valid_name("zmq") && is_valid_name("a-b_9"));
+        assert!(!is_valid_name("") && !is_valid_name("Zmq") && !is_valid_name("a b"));
+        let m = PluginManifest::__new(PluginKind::APP, "zmq", "1.2.3");
+        assert_eq!(manifest_str(&m.name), Some("zmq"));
+        assert_eq!(manifest_str(&m.plugin_version), Some("1.2.3"));
+        assert_eq!(manifest_str(&m.api_version), Some(API_VERSION));
+        assert!(m.abi_stable_compatible());
+        assert_eq!(manifest_str(&[b'a'; 4]), None, "no NUL");
     }
 
     #[test]

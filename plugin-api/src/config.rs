@@ -8,11 +8,17 @@ use crate::PluginError;
 /// and the offending key path, e.g.
 /// `invalid config for plugin 'zmq': manage: invalid type: string "x", expected u16`.
 /// An absent or empty section (`null`) is treated as `{}`.
+///
+/// Keys that `T` does not know are errors, whether or not `T` says
+/// `#[serde(deny_unknown_fields)]`: a misspelt key must not be ignored.
 pub fn parse_plugin_config<T: DeserializeOwned>(plugin: &str, json: &str) -> Result<T, PluginError> {
     let trimmed = json.trim();
     let json = if trimmed.is_empty() || trimmed == "null" { "{}" } else { json };
     let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let ignoring = serde_ignored::Deserializer::new(de, &mut record);
+    let value = serde_path_to_error::deserialize(ignoring).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
@@ -20,7 +26,11 @@ pub fn parse_plugin_config<T: DeserializeOwned>(plugin: &str, json: &str) -> Res
         } else {
             invalid_config(plugin, format_args!("{path}: {inner}"))
         }
-    })
+    })?;
+    match unknown.first() {
+        None => Ok(value),
+        Some(path) => Err(invalid_config(plugin, format_args!("unknown key `{path}`"))),
+    }
 }
 
 /// The error for a config that deserialized but failed a plugin's own
@@ -72,6 +82,21 @@ mod tests {
         let c = parse_plugin_config::<Cfg>("rabbitmq", r#"{"host":"h","queue":{"durable":true}}"#).unwrap();
         assert_eq!(c.host, "h");
         assert!(c.queue.durable);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_without_deny_unknown_fields() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Lenient {
+            #[allow(dead_code)]
+            host: String,
+            #[serde(default)]
+            #[allow(dead_code)]
+            nested: Option<std::collections::BTreeMap<String, u32>>,
+        }
+        let e = parse_plugin_config::<Lenient>("third", r#"{"host":"h","hots":1}"#).unwrap_err();
+        assert_eq!(e.message, "invalid config for plugin 'third': unknown key `hots`");
+        assert!(parse_plugin_config::<Lenient>("third", r#"{"host":"h","nested":{"any":1}}"#).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use abi_stable::{std_types::RStr, StableAbi};
 
-use crate::abi::HostServices_Ref;
+use crate::Host;
 
 /// One log record as it crosses the boundary. The message is formatted in
 /// the plugin.
@@ -75,7 +75,7 @@ pub fn plugin_target(name: &str) -> String {
 }
 
 struct ForwardLogger {
-    host: HostServices_Ref,
+    host: Host,
     target: String,
 }
 
@@ -94,13 +94,13 @@ impl ForwardLogger {
 impl log::Log for ForwardLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         let target = self.target_for(metadata.target(), None);
-        (self.host.log_enabled())(level_to_u8(metadata.level()), RStr::from_str(&target))
+        (self.host.services().log_enabled)(level_to_u8(metadata.level()), RStr::from_str(&target))
     }
 
     fn log(&self, record: &log::Record<'_>) {
         let target = self.target_for(record.target(), record.module_path());
         let level = level_to_u8(record.level());
-        if !(self.host.log_enabled())(level, RStr::from_str(&target)) {
+        if !(self.host.services().log_enabled)(level, RStr::from_str(&target)) {
             return;
         }
         let message = record.args().to_string();
@@ -112,24 +112,20 @@ impl log::Log for ForwardLogger {
             file: RStr::from_str(record.file().unwrap_or("")),
             line: record.line().unwrap_or(0),
         };
-        (self.host.log())(&rec);
+        (self.host.services().log)(&rec);
     }
 
     fn flush(&self) {
-        (self.host.log_flush())()
+        (self.host.services().log_flush)()
     }
 }
 
-// SAFETY: HostServices functions are thread-safe host functions.
-unsafe impl Send for ForwardLogger {}
-unsafe impl Sync for ForwardLogger {}
-
 /// Installs the forwarding logger into this library's copy of `log`.
 /// Called by the export macro; harmless if called twice.
-pub fn install_forwarding_logger(host: HostServices_Ref, plugin_name: &str) {
+pub fn install_forwarding_logger(host: Host, plugin_name: &str) {
     let logger = ForwardLogger { host, target: plugin_target(plugin_name) };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
-        log::set_max_level(level_filter_from_u8((host.log_max_level())()));
+        log::set_max_level(level_filter_from_u8((host.services().log_max_level)()));
     }
 }
 

@@ -3,13 +3,18 @@
 //! A message is a reference-counted, immutable pair of a [`MessageKind`] and
 //! the canonical JSON of its body. Cloning it (e.g. on fan-out to many
 //! subscribers) shares the body; nothing is copied.
+//!
+//! Only the host makes messages: a plugin turns bytes into a message with
+//! [`Host::parse`](crate::Host::parse) (or [`Host::parse_any`](crate::Host::parse_any)),
+//! which validates and canonicalizes them once, in the host's copy of the
+//! data model. A well-behaved plugin therefore cannot put unvalidated data
+//! on the bus. (Plugins run in the host's process with its privileges; this
+//! is a guard against mistakes, not a security boundary.)
 
 use abi_stable::{
     std_types::{RArc, RString},
     StableAbi,
 };
-
-use crate::data::{self, DataError, MessageType, SnapshotEnvelope, SnapshotRequest, Stix2Object};
 
 /// The type of a [`Message`]; decides its topic.
 #[repr(transparent)]
@@ -29,10 +34,10 @@ impl MessageKind {
     /// The internal topic of this kind (e.g. `stix2/indicator`).
     pub fn topic(self) -> &'static str {
         match self {
-            Self::INDICATOR => data::TOPIC_INDICATOR,
-            Self::SIGHTING => data::TOPIC_SIGHTING,
-            Self::SNAPSHOT_REQUEST => data::TOPIC_SNAPSHOT_REQUEST,
-            Self::SNAPSHOT_ENVELOPE => data::TOPIC_SNAPSHOT_ENVELOPE,
+            Self::INDICATOR => "stix2/indicator",
+            Self::SIGHTING => "stix2/sighting",
+            Self::SNAPSHOT_REQUEST => "threatbus/snapshotrequest",
+            Self::SNAPSHOT_ENVELOPE => "threatbus/snapshotenvelope",
             _ => "unknown",
         }
     }
@@ -49,13 +54,9 @@ impl MessageKind {
         }
     }
 
-    /// The kind for a STIX object type.
-    pub fn from_message_type(t: MessageType) -> Self {
-        match t {
-            MessageType::Indicator => Self::INDICATOR,
-            MessageType::Sighting => Self::SIGHTING,
-        }
-    }
+    /// "Any kind": [`Host::parse`](crate::Host::parse) then takes the kind
+    /// from the message's `type` field.
+    pub const ANY: MessageKind = MessageKind(0);
 
     /// The kind whose internal topic is exactly `topic` (e.g. `stix2/indicator`).
     pub fn from_topic(topic: &str) -> Option<Self> {
@@ -91,61 +92,12 @@ pub struct Message {
 }
 
 impl Message {
-    /// Wraps already-validated canonical JSON. Prefer the typed
-    /// constructors or [`Message::parse`], which validate.
-    pub fn from_canonical_json(kind: MessageKind, json: String) -> Self {
+    /// Wraps JSON that the host's data model has validated and
+    /// canonicalized. For the host only (feature `host`); plugins get
+    /// messages from [`Host::parse`](crate::Host::parse).
+    #[cfg(any(test, feature = "host"))]
+    pub fn from_validated_json(kind: MessageKind, json: String) -> Self {
         Self { body: RArc::new(MessageBody { kind, json: RString::from(json) }) }
-    }
-
-    /// Validates `json` as a message of `kind` and stores its canonical form.
-    pub fn parse(kind: MessageKind, json: &str) -> Result<Self, DataError> {
-        match kind {
-            MessageKind::INDICATOR | MessageKind::SIGHTING => {
-                let obj = data::parse_stix2(json)?;
-                if MessageKind::from_message_type(obj.message_type()) != kind {
-                    return Err(DataError::new(format!(
-                        "expected a STIX {}, got a {}",
-                        kind.type_name(),
-                        obj.message_type().name()
-                    )));
-                }
-                Ok(Self::from_stix2(&obj))
-            }
-            MessageKind::SNAPSHOT_REQUEST => Ok(Self::from_snapshot_request(&SnapshotRequest::from_json(json)?)),
-            MessageKind::SNAPSHOT_ENVELOPE => Ok(Self::from_snapshot_envelope(&SnapshotEnvelope::from_json(json)?)),
-            other => Err(DataError::new(format!("unknown message kind {}", other.0))),
-        }
-    }
-
-    /// Parses any message by its JSON `type` field (`indicator`, `sighting`,
-    /// `snapshotrequest`, `snapshotenvelope`).
-    pub fn parse_any(json: &str) -> Result<Self, DataError> {
-        #[derive(serde::Deserialize)]
-        struct TypeOnly<'a> {
-            #[serde(borrow, rename = "type")]
-            kind: Option<std::borrow::Cow<'a, str>>,
-        }
-        let probe: TypeOnly<'_> =
-            serde_json::from_str(json).map_err(|e| DataError::new(format!("invalid JSON: {e}")))?;
-        let name = probe.kind.ok_or_else(|| DataError::new("message has no 'type' field"))?;
-        let kind = MessageKind::from_type_name(&name)
-            .ok_or_else(|| DataError::new(format!("unknown message type '{name}'")))?;
-        Self::parse(kind, json)
-    }
-
-    /// A message carrying a STIX Indicator or Sighting.
-    pub fn from_stix2(obj: &Stix2Object) -> Self {
-        Self::from_canonical_json(MessageKind::from_message_type(obj.message_type()), obj.to_json())
-    }
-
-    /// A message carrying a snapshot request.
-    pub fn from_snapshot_request(req: &SnapshotRequest) -> Self {
-        Self::from_canonical_json(MessageKind::SNAPSHOT_REQUEST, req.to_json())
-    }
-
-    /// A message carrying a snapshot envelope.
-    pub fn from_snapshot_envelope(env: &SnapshotEnvelope) -> Self {
-        Self::from_canonical_json(MessageKind::SNAPSHOT_ENVELOPE, env.to_json())
     }
 
     /// The message kind.
@@ -161,21 +113,6 @@ impl Message {
     /// The canonical JSON of the body.
     pub fn json(&self) -> &str {
         self.body.json.as_str()
-    }
-
-    /// Decodes a STIX Indicator or Sighting.
-    pub fn to_stix2(&self) -> Result<Stix2Object, DataError> {
-        data::parse_stix2(self.json())
-    }
-
-    /// Decodes a snapshot request.
-    pub fn to_snapshot_request(&self) -> Result<SnapshotRequest, DataError> {
-        SnapshotRequest::from_json(self.json())
-    }
-
-    /// Decodes a snapshot envelope.
-    pub fn to_snapshot_envelope(&self) -> Result<SnapshotEnvelope, DataError> {
-        SnapshotEnvelope::from_json(self.json())
     }
 
     /// Whether two handles share the same body (no copy was made).

@@ -9,8 +9,8 @@ use std::time::Duration;
 use abi_stable::std_types::{RResult, RStr};
 use serde::de::DeserializeOwned;
 
-use crate::abi::{HostServices_Ref, PluginError, PluginInstance, PluginVTable};
-use crate::{Message, Queue};
+use crate::abi::{HostServices, PluginError, PluginInstance, PluginVTable};
+use crate::{Message, MessageKind, Queue};
 
 /// A backbone routes every message from `inq` to the queues subscribed to a
 /// prefix of its topic.
@@ -27,8 +27,8 @@ pub trait Backbone: Send + Sync + 'static {
 /// An app connects external tools to the bus: it publishes into `inq` and
 /// subscribes queues through [`Host::subscribe`].
 pub trait App: Send + Sync + 'static {
-    /// Serves a snapshot request (a [`crate::data::SnapshotRequest`] message)
-    /// by putting [`crate::data::SnapshotEnvelope`] messages into `inq`.
+    /// Serves a snapshot request (a `threatbus/snapshotrequest` message)
+    /// by putting `threatbus/snapshotenvelope` messages into `inq`.
     /// Called on a host worker thread; may block briefly.
     fn snapshot(&self, request: &Message) -> Result<(), PluginError> {
         let _ = request;
@@ -42,28 +42,55 @@ pub trait App: Send + Sync + 'static {
 /// the whole process lifetime.
 #[derive(Clone, Copy)]
 pub struct Host {
-    services: HostServices_Ref,
+    services: &'static HostServices,
 }
 
-// SAFETY: the host's service functions are thread-safe.
-unsafe impl Send for Host {}
-unsafe impl Sync for Host {}
-
 impl Host {
-    /// Wraps the raw service table. Used by the export macro and tests.
-    pub fn from_services(services: HostServices_Ref) -> Self {
-        Self { services }
+    /// Wraps the host's service table.
+    ///
+    /// # Safety
+    /// `services` must point to a [`HostServices`] table of at least
+    /// [`HOST_SERVICES_V1_0_SIZE`](crate::abi::HOST_SERVICES_V1_0_SIZE)
+    /// bytes that stays valid for the rest of the process, as the entry
+    /// function receives it.
+    pub unsafe fn from_services(services: *const HostServices) -> Self {
+        // SAFETY: the caller's promise; every ABI 1.0 entry is present.
+        Self { services: unsafe { &*services } }
+    }
+
+    pub(crate) fn services(&self) -> &'static HostServices {
+        self.services
     }
 
     /// A new handle to the shared inbound queue.
     pub fn inq(&self) -> Queue {
-        (self.services.inq())(self.services.ctx())
+        // SAFETY: `ctx` is the host's context for this table's entries.
+        unsafe { (self.services.inq)(self.services.ctx) }
+    }
+
+    /// Validates `json` as a message of `kind` in the host's data model
+    /// and returns it in canonical form, ready for `inq`. The error says
+    /// what is wrong with the input.
+    pub fn parse(&self, kind: MessageKind, json: &str) -> Result<Message, String> {
+        // SAFETY: as in `inq`; `json` outlives the call.
+        match unsafe { (self.services.parse)(self.services.ctx, kind, RStr::from_str(json)) } {
+            RResult::ROk(m) => Ok(m),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    /// Like [`Host::parse`], with the kind taken from the `type` field.
+    pub fn parse_any(&self, json: &str) -> Result<Message, String> {
+        self.parse(MessageKind::ANY, json)
     }
 
     /// Subscribes `queue` to `topic` on every backbone. With a non-zero
     /// `snapshot` it also requests a snapshot of that age and returns its id.
     pub fn subscribe(&self, topic: &str, queue: &Queue, snapshot: Duration) -> Result<Option<String>, String> {
-        match (self.services.subscribe())(self.services.ctx(), RStr::from_str(topic), queue, snapshot.as_secs()) {
+        // SAFETY: as in `inq`; `topic` and `queue` outlive the call.
+        let r =
+            unsafe { (self.services.subscribe)(self.services.ctx, RStr::from_str(topic), queue, snapshot.as_secs()) };
+        match r {
             RResult::ROk(id) => Ok(id.into_option().map(Into::into)),
             RResult::RErr(e) => Err(e.into()),
         }
@@ -71,7 +98,8 @@ impl Host {
 
     /// Removes a subscription made with [`Host::subscribe`].
     pub fn unsubscribe(&self, topic: &str, queue: &Queue) -> Result<(), String> {
-        match (self.services.unsubscribe())(self.services.ctx(), RStr::from_str(topic), queue) {
+        // SAFETY: as in `subscribe`.
+        match unsafe { (self.services.unsubscribe)(self.services.ctx, RStr::from_str(topic), queue) } {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(e) => Err(e.into()),
         }
@@ -79,12 +107,24 @@ impl Host {
 
     /// Tells the host that this plugin failed (e.g. one of its threads died).
     pub fn report_failure(&self, message: &str) {
-        (self.services.report_failure())(self.services.ctx(), RStr::from_str(message))
+        // SAFETY: as in `subscribe`.
+        unsafe { (self.services.report_failure)(self.services.ctx, RStr::from_str(message)) }
     }
 
     /// The host's plugin ABI version `(major, minor)`.
     pub fn abi_version(&self) -> (u32, u32) {
-        (self.services.abi_major(), self.services.abi_minor())
+        (self.services.abi_major, self.services.abi_minor)
+    }
+
+    /// The test-only entry of the `abi-next` build, if this host has it.
+    #[cfg(feature = "abi-next")]
+    pub fn next_host_entry(&self) -> Option<u32> {
+        let table = (self.services as *const HostServices).cast::<u8>();
+        let offset = std::mem::offset_of!(HostServices, next_host_entry);
+        // SAFETY: the host's table has `size` readable bytes.
+        let f = unsafe { crate::abi::read_entry::<crate::abi::NextFn>(table, self.services.size, offset) }?;
+        // SAFETY: an entry of this table, called with its context.
+        Some(unsafe { f(self.services.ctx) })
     }
 }
 
@@ -167,10 +207,12 @@ fn guarded<R>(f: impl FnOnce() -> Result<R, PluginError>) -> RResult<R, PluginEr
 #[doc(hidden)]
 pub mod __private {
     use super::*;
-    use abi_stable::prefix_type::PrefixTypeTrait;
 
+    /// # Safety
+    /// `state` must be the state pointer the entry function returned for `T`.
     unsafe fn obj<'a, T>(state: *const c_void) -> &'a T {
-        &*(state as *const T)
+        // SAFETY: the caller's promise; the state lives until `destroy`.
+        unsafe { &*(state as *const T) }
     }
 
     unsafe extern "C" fn bb_subscribe<T: Backbone>(
@@ -178,7 +220,8 @@ pub mod __private {
         topic: RStr<'_>,
         queue: &Queue,
     ) -> RResult<(), PluginError> {
-        guarded(|| obj::<T>(state).subscribe(topic.as_str(), queue.clone()))
+        // SAFETY: the host passes back the state of this instance.
+        guarded(|| unsafe { obj::<T>(state) }.subscribe(topic.as_str(), queue.clone()))
     }
 
     unsafe extern "C" fn bb_unsubscribe<T: Backbone>(
@@ -186,7 +229,8 @@ pub mod __private {
         topic: RStr<'_>,
         queue: &Queue,
     ) -> RResult<(), PluginError> {
-        guarded(|| obj::<T>(state).unsubscribe(topic.as_str(), queue))
+        // SAFETY: the host passes back the state of this instance.
+        guarded(|| unsafe { obj::<T>(state) }.unsubscribe(topic.as_str(), queue))
     }
 
     unsafe extern "C" fn bb_snapshot(_: *const c_void, _: &Message) -> RResult<(), PluginError> {
@@ -194,7 +238,8 @@ pub mod __private {
     }
 
     unsafe extern "C" fn bb_stop<T: Backbone>(state: *const c_void) -> RResult<(), PluginError> {
-        guarded(|| obj::<T>(state).stop())
+        // SAFETY: the host passes back the state of this instance.
+        guarded(|| unsafe { obj::<T>(state) }.stop())
     }
 
     unsafe extern "C" fn app_subscribe(_: *const c_void, _: RStr<'_>, _: &Queue) -> RResult<(), PluginError> {
@@ -202,89 +247,139 @@ pub mod __private {
     }
 
     unsafe extern "C" fn app_snapshot<T: App>(state: *const c_void, request: &Message) -> RResult<(), PluginError> {
-        guarded(|| obj::<T>(state).snapshot(request))
+        // SAFETY: the host passes back the state of this instance.
+        guarded(|| unsafe { obj::<T>(state) }.snapshot(request))
     }
 
     unsafe extern "C" fn app_stop<T: App>(state: *const c_void) -> RResult<(), PluginError> {
-        guarded(|| obj::<T>(state).stop())
+        // SAFETY: the host passes back the state of this instance.
+        guarded(|| unsafe { obj::<T>(state) }.stop())
     }
 
     unsafe extern "C" fn destroy<T>(state: *const c_void) {
         // Dropping plugin state may run arbitrary code; never unwind into the host.
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(state as *mut T))));
+        // SAFETY: `state` came from `Box::into_raw` in `entry`, and the
+        // host calls `destroy` at most once.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(state as *mut T) })));
     }
 
     /// Installs the logger, runs `init` and wraps the result with `vtable`,
     /// all inside `catch_unwind`.
-    fn entry<T>(
-        services: HostServices_Ref,
+    #[cfg(feature = "abi-next")]
+    unsafe extern "C" fn next_plugin_entry(_: *const c_void) -> u32 {
+        crate::abi::ABI_MINOR
+    }
+
+    /// Builds the table of a plugin type once; it lives for the process.
+    fn leak_table(table: PluginVTable) -> *const c_void {
+        Box::leak(Box::new(table)) as *const PluginVTable as *const c_void
+    }
+
+    /// Checks the host's table, installs the logger, runs `init` and wraps
+    /// the result with `vtable`, all inside `catch_unwind`.
+    ///
+    /// # Safety
+    /// `services` must be the table the host passes to the entry function.
+    unsafe fn entry<T>(
+        services: *const HostServices,
         config_json: RStr<'_>,
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
         vtable: impl FnOnce() -> PluginVTable,
     ) -> RResult<PluginInstance, PluginError> {
         guarded(|| {
-            crate::logging::install_forwarding_logger(services, name);
-            let ctx = PluginContext::new(name, config_json.as_str().to_string(), Host::from_services(services));
+            // SAFETY: a host of ABI major 1 passes a table that starts with
+            // its size and stays valid for the process.
+            let size = unsafe { (*services).size };
+            if size < crate::abi::HOST_SERVICES_V1_0_SIZE {
+                return Err(PluginError::new(format!("the host's service table is too small ({size} bytes)")));
+            }
+            // SAFETY: checked above.
+            let host = unsafe { Host::from_services(services) };
+            crate::logging::install_forwarding_logger(host, name);
+            let ctx = PluginContext::new(name, config_json.as_str().to_string(), host);
             let value = init(ctx)?;
             let state = Box::into_raw(Box::new(value)) as *const c_void;
-            Ok(PluginInstance { state, vtable: vtable().leak_into_prefix() })
+            Ok(PluginInstance { state, vtable: leak_table(vtable()) })
         })
     }
 
     /// Entry of a backbone plugin.
-    pub fn backbone_entry<T: Backbone>(
-        services: HostServices_Ref,
+    ///
+    /// # Safety
+    /// `services` must be the table the host passes to the entry function.
+    pub unsafe fn backbone_entry<T: Backbone>(
+        services: *const HostServices,
         config_json: RStr<'_>,
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
     ) -> RResult<PluginInstance, PluginError> {
-        entry(services, config_json, name, init, || PluginVTable {
-            subscribe: bb_subscribe::<T>,
-            unsubscribe: bb_unsubscribe::<T>,
-            snapshot: bb_snapshot,
-            stop: bb_stop::<T>,
-            destroy: destroy::<T>,
-        })
+        // SAFETY: the caller's promise.
+        unsafe {
+            entry(services, config_json, name, init, || PluginVTable {
+                size: std::mem::size_of::<PluginVTable>(),
+                subscribe: bb_subscribe::<T>,
+                unsubscribe: bb_unsubscribe::<T>,
+                snapshot: bb_snapshot,
+                stop: bb_stop::<T>,
+                destroy: destroy::<T>,
+                #[cfg(feature = "abi-next")]
+                next_plugin_entry,
+            })
+        }
     }
 
     /// Entry of an app plugin.
-    pub fn app_entry<T: App>(
-        services: HostServices_Ref,
+    ///
+    /// # Safety
+    /// `services` must be the table the host passes to the entry function.
+    pub unsafe fn app_entry<T: App>(
+        services: *const HostServices,
         config_json: RStr<'_>,
         name: &'static str,
         init: fn(PluginContext) -> Result<T, PluginError>,
     ) -> RResult<PluginInstance, PluginError> {
-        entry(services, config_json, name, init, || PluginVTable {
-            subscribe: app_subscribe,
-            unsubscribe: app_subscribe,
-            snapshot: app_snapshot::<T>,
-            stop: app_stop::<T>,
-            destroy: destroy::<T>,
-        })
+        // SAFETY: the caller's promise.
+        unsafe {
+            entry(services, config_json, name, init, || PluginVTable {
+                size: std::mem::size_of::<PluginVTable>(),
+                subscribe: app_subscribe,
+                unsubscribe: app_subscribe,
+                snapshot: app_snapshot::<T>,
+                stop: app_stop::<T>,
+                destroy: destroy::<T>,
+                #[cfg(feature = "abi-next")]
+                next_plugin_entry,
+            })
+        }
     }
 }
 
-/// Exports a plugin from a `cdylib` crate.
+/// Exports a plugin from a `cdylib` crate: its manifest (read by the host
+/// without loading the library) and its entry point.
 ///
-/// ```ignore
+/// ```
 /// use threatbus_plugin_api::{export_plugin, App, PluginContext, PluginError};
 ///
 /// struct MyApp;
 /// impl App for MyApp {
-///     fn stop(&self) -> Result<(), PluginError> { Ok(()) }
+///     fn stop(&self) -> Result<(), PluginError> {
+///         Ok(())
+///     }
 /// }
 /// fn start(ctx: PluginContext) -> Result<MyApp, PluginError> {
 ///     log::info!("started with {}", ctx.config_json());
 ///     Ok(MyApp)
 /// }
 /// export_plugin!(app, "myapp", start);
+/// # fn main() {}
 /// ```
 ///
 /// The first argument is `app` or `backbone`, the second the plugin name
-/// (the config key, `[a-z0-9_-]+`), the third a
+/// (the config key, `[a-z0-9_-]+`, checked at compile time), the third a
 /// `fn(PluginContext) -> Result<T, PluginError>` where `T: App` or
 /// `T: Backbone`. Every call into the plugin is wrapped in `catch_unwind`.
+/// The crate's version (`CARGO_PKG_VERSION`) becomes the plugin version.
 #[macro_export]
 macro_rules! export_plugin {
     (app, $name:literal, $init:path) => {
@@ -296,19 +391,23 @@ macro_rules! export_plugin {
     (@emit $kind:ident, $entry:ident, $name:literal, $init:path) => {
         #[doc(hidden)]
         unsafe extern "C" fn __threatbus_plugin_entry(
-            host: $crate::abi::HostServices_Ref,
+            host: *const $crate::abi::HostServices,
             config_json: $crate::abi_stable::std_types::RStr<'_>,
         ) -> $crate::abi_stable::std_types::RResult<$crate::abi::PluginInstance, $crate::PluginError> {
-            $crate::plugin::__private::$entry(host, config_json, $name, $init)
+            // SAFETY: the host calls the entry with its service table.
+            unsafe { $crate::plugin::__private::$entry(host, config_json, $name, $init) }
         }
 
-        /// The plugin declaration read by the threatbus host.
+        /// The plugin's manifest, read by the threatbus host from the file.
         #[unsafe(no_mangle)]
-        pub static THREATBUS_PLUGIN: $crate::abi::PluginDeclaration = $crate::abi::PluginDeclaration::new(
-            $crate::abi::PluginKind::$kind,
-            concat!($name, "\0"),
-            concat!(env!("CARGO_PKG_VERSION"), "\0"),
-            __threatbus_plugin_entry,
-        );
+        #[used]
+        pub static THREATBUS_PLUGIN_MANIFEST: $crate::abi::PluginManifest =
+            $crate::abi::PluginManifest::__new($crate::abi::PluginKind::$kind, $name, env!("CARGO_PKG_VERSION"));
+
+        /// The plugin's entry point, read by the threatbus host after loading.
+        #[unsafe(no_mangle)]
+        #[used]
+        pub static THREATBUS_PLUGIN_ENTRY: $crate::abi::PluginEntryPoint =
+            $crate::abi::PluginEntryPoint::__new(__threatbus_plugin_entry);
     };
 }

@@ -67,34 +67,54 @@ impl RecvStatus {
 /// Timeout value meaning "wait forever".
 pub const FOREVER_MS: u64 = u64::MAX;
 
-/// The queue's functions, provided by the library that created the queue.
+/// Queue: returns a new reference to the same queue.
+pub type RetainFn = unsafe extern "C" fn(state: *const c_void) -> *const c_void;
+/// Queue: releases one reference.
+pub type ReleaseFn = unsafe extern "C" fn(state: *const c_void);
+/// Queue: enqueues `msg`, waiting up to `timeout_ms` for space (BLOCK queues).
+pub type SendFn = unsafe extern "C" fn(state: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus;
+/// Queue: receives one message into `out`, waiting up to `timeout_ms`.
+pub type RecvFn = unsafe extern "C" fn(state: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus;
+/// Queue: appends up to `max` messages to `out`, waiting up to `timeout_ms` for the first.
+pub type RecvBatchFn =
+    unsafe extern "C" fn(state: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus;
+/// Queue: closes the queue and wakes all waiters.
+pub type QueueFn = unsafe extern "C" fn(state: *const c_void);
+/// Queue: whether the queue is closed.
+pub type IsClosedFn = unsafe extern "C" fn(state: *const c_void) -> bool;
+/// Queue: a count (queued messages, capacity).
+pub type CountFn = unsafe extern "C" fn(state: *const c_void) -> usize;
+/// Queue: total number of messages dropped because the queue was full.
+pub type DroppedFn = unsafe extern "C" fn(state: *const c_void) -> u64;
+
+/// The queue's functions, provided by the library that created the queue
+/// and valid for the rest of the process. `size` is the size of the table
+/// as that library built it (see [`crate::abi`] for how entries are
+/// appended).
 #[repr(C)]
-#[derive(StableAbi)]
-#[sabi(kind(Prefix(prefix_ref = QueueVTable_Ref)))]
-#[sabi(missing_field(panic))]
 pub struct QueueVTable {
-    /// Returns a new reference to the same queue.
-    pub retain: extern "C" fn(state: *const c_void) -> *const c_void,
-    /// Releases one reference.
-    pub release: extern "C" fn(state: *const c_void),
-    /// Enqueues `msg`, waiting up to `timeout_ms` for space (BLOCK queues).
-    pub send: extern "C" fn(state: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus,
-    /// Receives one message, waiting up to `timeout_ms`.
-    pub recv: extern "C" fn(state: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus,
-    /// Appends up to `max` messages to `out`, waiting up to `timeout_ms` for the first.
-    pub recv_batch:
-        extern "C" fn(state: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus,
-    /// Closes the queue and wakes all waiters.
-    pub close: extern "C" fn(state: *const c_void),
-    /// Whether the queue is closed.
-    pub is_closed: extern "C" fn(state: *const c_void) -> bool,
-    /// Number of queued messages.
-    pub len: extern "C" fn(state: *const c_void) -> usize,
-    /// Capacity of the queue.
-    pub capacity: extern "C" fn(state: *const c_void) -> usize,
-    /// Total number of messages dropped because the queue was full.
-    #[sabi(last_prefix_field)]
-    pub dropped: extern "C" fn(state: *const c_void) -> u64,
+    /// Size of this table as its implementer built it.
+    pub size: usize,
+    /// See [`RetainFn`].
+    pub retain: RetainFn,
+    /// See [`ReleaseFn`].
+    pub release: ReleaseFn,
+    /// See [`SendFn`].
+    pub send: SendFn,
+    /// See [`RecvFn`].
+    pub recv: RecvFn,
+    /// See [`RecvBatchFn`].
+    pub recv_batch: RecvBatchFn,
+    /// Closes the queue (see [`QueueFn`]).
+    pub close: QueueFn,
+    /// See [`IsClosedFn`].
+    pub is_closed: IsClosedFn,
+    /// Number of queued messages (see [`CountFn`]).
+    pub len: CountFn,
+    /// Capacity of the queue (see [`CountFn`]).
+    pub capacity: CountFn,
+    /// See [`DroppedFn`].
+    pub dropped: DroppedFn,
 }
 
 /// A handle to a bounded, closable message queue. Cheap to clone; all clones
@@ -103,11 +123,14 @@ pub struct QueueVTable {
 #[derive(StableAbi)]
 pub struct Queue {
     state: *const c_void,
-    vtable: QueueVTable_Ref,
+    /// `*const QueueVTable` of the library that created the queue.
+    vtable: *const c_void,
 }
 
-// SAFETY: the state behind the vtable is a `Arc<QueueState>`, which is Send + Sync.
+// SAFETY: the state behind the vtable is thread-safe (an `Arc<QueueState>`
+// in queues made by this crate; the same contract for any implementer).
 unsafe impl Send for Queue {}
+// SAFETY: see `Send`.
 unsafe impl Sync for Queue {}
 
 struct Inner {
@@ -160,22 +183,26 @@ fn wait<'a>(cv: &Condvar, guard: MutexGuard<'a, Inner>, deadline: Option<Instant
     }
 }
 
+/// # Safety
+/// `p` must be the state of a live queue made by [`Queue::bounded`].
 unsafe fn state<'a>(p: *const c_void) -> &'a QueueState {
-    &*(p as *const QueueState)
+    // SAFETY: the caller's promise; the handle holds a reference.
+    unsafe { &*(p as *const QueueState) }
 }
 
-extern "C" fn q_retain(p: *const c_void) -> *const c_void {
-    // SAFETY: `p` came from Arc::into_raw in `Queue::bounded`.
+unsafe extern "C" fn q_retain(p: *const c_void) -> *const c_void {
+    // SAFETY: `p` came from Arc::into_raw in `Queue::bounded` and is alive.
     unsafe { Arc::increment_strong_count(p as *const QueueState) };
     p
 }
 
-extern "C" fn q_release(p: *const c_void) {
+unsafe extern "C" fn q_release(p: *const c_void) {
     // SAFETY: balanced with `Arc::into_raw` / `q_retain`.
     unsafe { drop(Arc::from_raw(p as *const QueueState)) };
 }
 
-extern "C" fn q_send(p: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus {
+unsafe extern "C" fn q_send(p: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus {
+    // SAFETY: called through a handle that holds a reference to the queue.
     let s = unsafe { state(p) };
     let mut g = s.lock();
     let deadline = deadline(timeout_ms);
@@ -232,12 +259,19 @@ fn recv_with<F: FnOnce(&mut Inner)>(s: &QueueState, timeout_ms: u64, take: F) ->
     }
 }
 
-extern "C" fn q_recv(p: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
+unsafe extern "C" fn q_recv(p: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
+    // SAFETY: called through a handle that holds a reference to the queue.
     let s = unsafe { state(p) };
     recv_with(s, timeout_ms, |inner| *out = inner.buf.pop_front().into())
 }
 
-extern "C" fn q_recv_batch(p: *const c_void, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus {
+unsafe extern "C" fn q_recv_batch(
+    p: *const c_void,
+    max: usize,
+    timeout_ms: u64,
+    out: &mut RVec<Message>,
+) -> RecvStatus {
+    // SAFETY: called through a handle that holds a reference to the queue.
     let s = unsafe { state(p) };
     recv_with(s, timeout_ms, |inner| {
         let n = max.max(1).min(inner.buf.len());
@@ -245,49 +279,48 @@ extern "C" fn q_recv_batch(p: *const c_void, max: usize, timeout_ms: u64, out: &
     })
 }
 
-extern "C" fn q_close(p: *const c_void) {
+unsafe extern "C" fn q_close(p: *const c_void) {
+    // SAFETY: called through a handle that holds a reference to the queue.
     let s = unsafe { state(p) };
     s.lock().closed = true;
     s.not_empty.notify_all();
     s.not_full.notify_all();
 }
 
-extern "C" fn q_is_closed(p: *const c_void) -> bool {
+unsafe extern "C" fn q_is_closed(p: *const c_void) -> bool {
+    // SAFETY: called through a handle that holds a reference to the queue.
     unsafe { state(p) }.lock().closed
 }
 
-extern "C" fn q_len(p: *const c_void) -> usize {
+unsafe extern "C" fn q_len(p: *const c_void) -> usize {
+    // SAFETY: called through a handle that holds a reference to the queue.
     unsafe { state(p) }.lock().buf.len()
 }
 
-extern "C" fn q_capacity(p: *const c_void) -> usize {
+unsafe extern "C" fn q_capacity(p: *const c_void) -> usize {
+    // SAFETY: called through a handle that holds a reference to the queue.
     unsafe { state(p) }.capacity
 }
 
-extern "C" fn q_dropped(p: *const c_void) -> u64 {
+unsafe extern "C" fn q_dropped(p: *const c_void) -> u64 {
+    // SAFETY: called through a handle that holds a reference to the queue.
     unsafe { state(p) }.dropped.load(Ordering::Relaxed)
 }
 
-fn vtable() -> QueueVTable_Ref {
-    use abi_stable::prefix_type::PrefixTypeTrait;
-    use std::sync::OnceLock;
-    static VTABLE: OnceLock<QueueVTable_Ref> = OnceLock::new();
-    *VTABLE.get_or_init(|| {
-        QueueVTable {
-            retain: q_retain,
-            release: q_release,
-            send: q_send,
-            recv: q_recv,
-            recv_batch: q_recv_batch,
-            close: q_close,
-            is_closed: q_is_closed,
-            len: q_len,
-            capacity: q_capacity,
-            dropped: q_dropped,
-        }
-        .leak_into_prefix()
-    })
-}
+/// The table of queues made by this library.
+static VTABLE: QueueVTable = QueueVTable {
+    size: std::mem::size_of::<QueueVTable>(),
+    retain: q_retain,
+    release: q_release,
+    send: q_send,
+    recv: q_recv,
+    recv_batch: q_recv_batch,
+    close: q_close,
+    is_closed: q_is_closed,
+    len: q_len,
+    capacity: q_capacity,
+    dropped: q_dropped,
+};
 
 /// Why [`Queue::send`] did not enqueue a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +357,62 @@ pub enum Received {
 }
 
 impl Queue {
+    /// The creating library's table.
+    fn table(&self) -> *const QueueVTable {
+        self.vtable.cast::<QueueVTable>()
+    }
+
+    fn call_send(&self, msg: Message, timeout_ms: u64) -> SendStatus {
+        // SAFETY: `vtable` is the creator's table, valid for the process and
+        // holding every ABI 1.0 entry; `state` is alive while `self` is.
+        unsafe { ((*self.table()).send)(self.state, msg, timeout_ms) }
+    }
+
+    fn call_recv(&self, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).recv)(self.state, timeout_ms, out) }
+    }
+
+    fn call_recv_batch(&self, max: usize, timeout_ms: u64, out: &mut RVec<Message>) -> RecvStatus {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).recv_batch)(self.state, max, timeout_ms, out) }
+    }
+
+    fn call_close(&self) {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).close)(self.state) }
+    }
+
+    fn call_is_closed(&self) -> bool {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).is_closed)(self.state) }
+    }
+
+    fn call_len(&self) -> usize {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).len)(self.state) }
+    }
+
+    fn call_capacity(&self) -> usize {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).capacity)(self.state) }
+    }
+
+    fn call_dropped(&self) -> u64 {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).dropped)(self.state) }
+    }
+
+    fn call_retain(&self) -> *const c_void {
+        // SAFETY: as in `call_send`.
+        unsafe { ((*self.table()).retain)(self.state) }
+    }
+
+    fn call_release(&self) {
+        // SAFETY: as in `call_send`; called once per handle, from `Drop`.
+        unsafe { ((*self.table()).release)(self.state) }
+    }
+
     /// Creates a queue holding at most `capacity` messages (at least 1).
     pub fn bounded(capacity: usize, overflow: Overflow) -> Queue {
         let st = Arc::new(QueueState {
@@ -339,7 +428,7 @@ impl Queue {
             overflow,
             dropped: AtomicU64::new(0),
         });
-        Queue { state: Arc::into_raw(st) as *const c_void, vtable: vtable() }
+        Queue { state: Arc::into_raw(st) as *const c_void, vtable: &VTABLE as *const QueueVTable as *const c_void }
     }
 
     fn status_to_result(st: SendStatus) -> Result<(), SendError> {
@@ -354,12 +443,12 @@ impl Queue {
     /// Enqueues a message. A `BLOCK` queue waits for space; a `DROP_NEWEST`
     /// queue drops the message when full and returns [`SendError::Dropped`].
     pub fn send(&self, msg: Message) -> Result<(), SendError> {
-        Self::status_to_result((self.vtable.send())(self.state, msg, FOREVER_MS))
+        Self::status_to_result(self.call_send(msg, FOREVER_MS))
     }
 
     /// Like [`Queue::send`] but waits at most `timeout` for space.
     pub fn send_timeout(&self, msg: Message, timeout: Duration) -> Result<(), SendError> {
-        Self::status_to_result((self.vtable.send())(self.state, msg, timeout.as_millis() as u64))
+        Self::status_to_result(self.call_send(msg, timeout.as_millis() as u64))
     }
 
     /// Like [`Queue::send`], but gives up on a `BLOCK` queue that stays
@@ -376,20 +465,20 @@ impl Queue {
 
     /// Enqueues without waiting.
     pub fn try_send(&self, msg: Message) -> Result<(), SendError> {
-        Self::status_to_result((self.vtable.send())(self.state, msg, 0))
+        Self::status_to_result(self.call_send(msg, 0))
     }
 
     /// Waits for a message; `None` once the queue is closed and empty.
     pub fn recv(&self) -> Option<Message> {
         let mut out = ROption::RNone;
-        (self.vtable.recv())(self.state, FOREVER_MS, &mut out);
+        self.call_recv(FOREVER_MS, &mut out);
         out.into_option()
     }
 
     /// Waits at most `timeout` for a message.
     pub fn recv_timeout(&self, timeout: Duration) -> Received {
         let mut out = ROption::RNone;
-        match (self.vtable.recv())(self.state, timeout.as_millis() as u64, &mut out) {
+        match self.call_recv(timeout.as_millis() as u64, &mut out) {
             RecvStatus::OK => match out.into_option() {
                 Some(m) => Received::Message(m),
                 None => Received::Timeout,
@@ -413,7 +502,7 @@ impl Queue {
     pub fn recv_batch(&self, out: &mut Vec<Message>, max: usize, timeout: Option<Duration>) -> bool {
         let mut buf = RVec::with_capacity(max.min(1024));
         let ms = timeout.map(|t| t.as_millis() as u64).unwrap_or(FOREVER_MS);
-        let st = (self.vtable.recv_batch())(self.state, max, ms, &mut buf);
+        let st = self.call_recv_batch(max, ms, &mut buf);
         out.extend(buf);
         st != RecvStatus::CLOSED
     }
@@ -421,17 +510,17 @@ impl Queue {
     /// Closes the queue: senders get [`SendError::Closed`], receivers drain
     /// what is left and then see the end. Wakes every waiter.
     pub fn close(&self) {
-        (self.vtable.close())(self.state)
+        self.call_close()
     }
 
     /// Whether [`Queue::close`] was called.
     pub fn is_closed(&self) -> bool {
-        (self.vtable.is_closed())(self.state)
+        self.call_is_closed()
     }
 
     /// Number of messages waiting.
     pub fn len(&self) -> usize {
-        (self.vtable.len())(self.state)
+        self.call_len()
     }
 
     /// Whether no message is waiting.
@@ -441,12 +530,12 @@ impl Queue {
 
     /// Maximum number of waiting messages.
     pub fn capacity(&self) -> usize {
-        (self.vtable.capacity())(self.state)
+        self.call_capacity()
     }
 
     /// How many messages this queue dropped because it was full.
     pub fn dropped(&self) -> u64 {
-        (self.vtable.dropped())(self.state)
+        self.call_dropped()
     }
 
     /// Identity of the underlying queue: equal for all clones.
@@ -457,13 +546,13 @@ impl Queue {
 
 impl Clone for Queue {
     fn clone(&self) -> Self {
-        Queue { state: (self.vtable.retain())(self.state), vtable: self.vtable }
+        Queue { state: self.call_retain(), vtable: self.vtable }
     }
 }
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        (self.vtable.release())(self.state)
+        self.call_release()
     }
 }
 
@@ -494,7 +583,7 @@ mod tests {
     use std::thread;
 
     fn msg(n: u32) -> Message {
-        Message::from_canonical_json(MessageKind::INDICATOR, format!("{{\"n\": {n}}}"))
+        Message::from_validated_json(MessageKind::INDICATOR, format!("{{\"n\": {n}}}"))
     }
 
     #[test]

@@ -328,19 +328,19 @@ pub enum DeclField {
     PanicUnwind,
 }
 
-/// Byte offset of the plugin declaration inside a library file: the one
-/// occurrence of the magic that is followed by the declaration size of
+/// Byte offset of the plugin manifest inside a library file: the one
+/// occurrence of the magic that is followed by the manifest size of
 /// this plugin-api.
 pub fn declaration_offset(bytes: &[u8]) -> usize {
-    use threatbus_plugin_api::abi::{PluginDeclaration, PLUGIN_MAGIC};
-    let size = (std::mem::size_of::<PluginDeclaration>() as u32).to_le_bytes();
+    use threatbus_plugin_api::abi::{PluginManifest, PLUGIN_MAGIC};
+    let size = (std::mem::size_of::<PluginManifest>() as u32).to_le_bytes();
     let hits: Vec<usize> = bytes
         .windows(20)
         .enumerate()
         .filter(|(_, w)| w[..16] == PLUGIN_MAGIC && w[16..20] == size)
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(hits.len(), 1, "expected exactly one plugin declaration in the library, found {}", hits.len());
+    assert_eq!(hits.len(), 1, "expected exactly one plugin manifest in the library, found {}", hits.len());
     hits[0]
 }
 

@@ -48,13 +48,13 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     let r = reason_of(&not_a_plugin);
     assert_contains_all(&r, &["reason:", "is not a threatbus plugin"], &text);
     let r = reason_of(&major);
-    assert_contains_all(&r, &["reason:", "built for plugin-api 2.x"], &text);
+    assert_contains_all(&r, &["reason:", "built for plugin ABI 2.x"], &text);
     // The declaration of a rejected plugin is still shown when readable.
     assert_contains_all(line_with(&text, "wrong-major.so"), &["testapp", "ABI 2.0"], &text);
     let r = reason_of(&writable);
     assert_contains_all(&r, &["reason:", "writable by group/others", "chmod"], &text);
     let r = reason_of(&dir.path().join("x.so"));
-    assert_contains_all(&r, &["reason:", "cannot load plugin"], &text);
+    assert_contains_all(&r, &["reason:", "is not a shared library"], &text);
     assert!(!text.contains("README.txt"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("ok")).count(), 2, "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("rejected")).count(), 4, "{text}");

@@ -1,16 +1,14 @@
-//! Shutdown: SIGTERM and SIGINT exit 0 within 2 s, a plugin that does not
-//! stop is abandoned after the stop deadline, and a second signal exits at
-//! once.
+//! Shutdown: SIGTERM, SIGINT and SIGHUP stop the bus cleanly (exit 0, apps
+//! before backbones), a plugin that does not stop is abandoned after its
+//! share of the stop deadline, and a second signal exits at once.
 
 mod host_support;
-
-use std::time::Duration;
 
 use host_support::*;
 use serde_json::json;
 use threatbus_integration_tests::*;
 
-fn exits_zero_within_2s(sig: i32) {
+fn stops_cleanly(sig: i32) {
     let dir = standard_dir();
     let out = dir.path().join("out.jsonl");
     let apps = json!({ "testapp": {
@@ -22,9 +20,9 @@ fn exits_zero_within_2s(sig: i32) {
     bus.wait_for("Threat Bus running: backbones [inmem], apps [testapp]");
     wait_output(&bus, &out, 1);
     bus.signal(sig);
-    match bus.wait_exit(Duration::from_secs(2)) {
+    match bus.wait_exit(WAIT) {
         Some(st) => assert!(st.success(), "{st:?}\n{}", bus.log()),
-        None => panic!("bus did not exit within 2 s of signal {sig}; output:\n{}", bus.log()),
+        None => panic!("bus did not exit after signal {sig}; output:\n{}", bus.log()),
     }
     let log = bus.log();
     assert!(log.contains(&format!("received signal {sig}; shutting down")), "{log}");
@@ -35,16 +33,24 @@ fn exits_zero_within_2s(sig: i32) {
 }
 
 #[test]
-fn sigterm_exits_zero_within_2s() {
-    exits_zero_within_2s(libc::SIGTERM);
+fn sigterm_stops_cleanly() {
+    stops_cleanly(libc::SIGTERM);
 }
 
 #[test]
-fn sigint_exits_zero_within_2s() {
-    exits_zero_within_2s(libc::SIGINT);
+fn sigint_stops_cleanly() {
+    stops_cleanly(libc::SIGINT);
 }
 
-/// A plugin whose stop() never returns is abandoned after core.stop_timeout.
+/// SIGHUP stops the bus cleanly too (it used to kill it with status 129);
+/// a service manager restarts it to reload config and plugins.
+#[test]
+fn sighup_stops_cleanly() {
+    stops_cleanly(libc::SIGHUP);
+}
+
+/// A plugin whose stop() never returns is abandoned after its share of
+/// core.stop_timeout; the backbone still stops.
 #[test]
 fn hanging_stop_is_abandoned_after_the_deadline() {
     let dir = standard_dir();

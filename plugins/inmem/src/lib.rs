@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use threatbus_plugin_api::routing::{self, Subscriptions};
 use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
+use threatbus_routing::{self as routing, Subscriptions};
 
 /// The inmem section takes no keys (`inmem: {}`).
 #[derive(serde::Deserialize)]

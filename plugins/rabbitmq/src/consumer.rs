@@ -13,7 +13,8 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use lapin::{Acker, Connection};
 use threatbus_plugin_api::logging::excerpt;
-use threatbus_plugin_api::{routing, Message};
+use threatbus_plugin_api::Message;
+use threatbus_routing as routing;
 use tokio::sync::mpsc;
 
 use crate::util::{connect, connection_error, declare_topology, shutdown_requested, Backoff, Shutdown};
@@ -174,12 +175,9 @@ async fn session(
 /// Decodes one delivery; rejects (without requeue) what cannot be decoded.
 async fn handle(shared: &Shared, delivery: Delivery, decoded: &mpsc::UnboundedSender<Decoded>) {
     let parsed = std::str::from_utf8(&delivery.data).map_err(|e| format!("body is not UTF-8: {e}")).and_then(|s| {
-        // The body comes from the network: a decoder bug must not take the
-        // backbone down, the message is rejected like any undecodable one.
-        match std::panic::catch_unwind(|| Message::parse_any(s)) {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(p) => Err(format!("decoder panicked: {}", threatbus_plugin_api::plugin::panic_message(&p))),
-        }
+        // The body comes from the network; the host validates it (and turns
+        // a panic of its validator into an error).
+        shared.host.parse_any(s)
     });
     match parsed {
         Ok(msg) => {

@@ -44,8 +44,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use threatbus_plugin_api::routing::Subscriptions;
-use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
+use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, Host, PluginContext, PluginError, Queue};
+use threatbus_routing::Subscriptions;
 
 pub mod config;
 mod consumer;
@@ -73,6 +73,7 @@ pub(crate) struct Stats {
 
 /// State shared by the threads and the host-facing object.
 pub(crate) struct Shared {
+    pub host: Host,
     pub cfg: Config,
     pub queue_name: String,
     pub subs: Subscriptions,
@@ -93,6 +94,7 @@ fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
     cfg.validate().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
     let queue_name = cfg.queue_name();
     let shared = Arc::new(Shared {
+        host: ctx.host(),
         cfg,
         queue_name,
         subs: Subscriptions::new(),

@@ -41,7 +41,7 @@ use threatbus_plugin_api::{export_plugin, spawn_thread, App, Host, Message, Plug
 
 pub use management::{parse_request, random_p2p_topic, Rejection, Request, P2P_TOPIC_LEN};
 pub use publisher::frame;
-pub use receiver::decode_frame;
+pub use receiver::{decode_frame, split_frame};
 
 use management::{Registry, REPLY_ERROR, REPLY_SUCCESS, REPLY_UNKNOWN};
 use receiver::SUB_PREFIXES;
@@ -392,7 +392,7 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let clone_fd = || wake_rx.try_clone().map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")));
     let started = (|| {
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
-        spawn("zmq-sub", Box::new(move || receiver::run(sub_sock, fd.as_raw_fd(), inq, st)))?;
+        spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
         let manager = Manager { host, cfg: cfg.clone(), shared: shared.clone(), publisher, pub_port, sub_port };
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-manage", Box::new(move || manager.run(rep, fd.as_raw_fd(), st)))?;
@@ -418,8 +418,13 @@ impl App for ZmqApp {
     /// Forwards a snapshot request to every zmq subscriber except the one
     /// that asked for it; their apps answer with envelopes on the SUB socket.
     fn snapshot(&self, request: &Message) -> Result<(), PluginError> {
-        let req =
-            request.to_snapshot_request().map_err(|e| PluginError::new(format!("invalid snapshot request: {e}")))?;
+        /// The one field of a (host-validated) snapshot request needed here.
+        #[derive(serde::Deserialize)]
+        struct Request {
+            snapshot_id: String,
+        }
+        let req: Request = serde_json::from_str(request.json())
+            .map_err(|e| PluginError::new(format!("invalid snapshot request: {e}")))?;
         let targets = self.shared.registry().snapshot_targets(&req.snapshot_id);
         log::debug!("Forwarding snapshot request {} to {} zmq subscribers", req.snapshot_id, targets.len());
         for (p2p, q) in targets {

@@ -67,6 +67,19 @@ pub fn subscribe_reply(p2p: &str, pub_port: u16, sub_port: u16) -> String {
     format!(r#"{{"topic": "{p2p}", "pub_port": {pub_port}, "sub_port": {sub_port}, "status": "success"}}"#)
 }
 
+/// Python truthiness of a decoded JSON value (`bool(x)`): `null`, `false`,
+/// `0`, `""`, `[]` and `{}` are false, all else true.
+fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// Python's `int(x)` for the JSON values an app can send as `snapshot`.
 fn python_int(v: &Value) -> Result<i64, String> {
     match v {
@@ -124,7 +137,7 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
         Some(v) => snapshot_days(v).map_err(Rejection::Error)?,
     };
     let topic = match obj.get("topic") {
-        Some(t) if threatbus_plugin_api::data::pyjson::truthy(t) => t,
+        Some(t) if python_truthy(t) => t,
         _ => return Err(Rejection::Unknown),
     };
     let p2p = |t: &Value| match t {

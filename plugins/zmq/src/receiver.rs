@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use threatbus_plugin_api::data::TOPIC_SNAPSHOT_ENVELOPE;
 use threatbus_plugin_api::logging::excerpt;
-use threatbus_plugin_api::{Message, MessageKind, Queue, SendError};
+use threatbus_plugin_api::{Host, Message, MessageKind, Queue, SendError};
 
 /// The SUB socket's subscriptions, as in the original.
-pub const SUB_PREFIXES: [&str; 2] = ["stix2/", TOPIC_SNAPSHOT_ENVELOPE];
+pub const SUB_PREFIXES: [&str; 2] = ["stix2/", "threatbus/snapshotenvelope"];
 
 /// Why a frame was dropped.
 #[derive(Debug)]
@@ -46,12 +45,19 @@ fn kind_of(topic: &str) -> Option<MessageKind> {
     MessageKind::from_topic(topic).filter(|k| *k != MessageKind::SNAPSHOT_REQUEST)
 }
 
-/// Decodes and validates one single-part frame.
-pub fn decode_frame(frame: &[u8]) -> Result<Message, Rejected> {
+/// Splits one single-part frame into its topic's message kind, its topic
+/// and its JSON.
+pub fn split_frame(frame: &[u8]) -> Result<(MessageKind, &str, &str), Rejected> {
     let text = std::str::from_utf8(frame).map_err(|_| Rejected::NotUtf8)?;
     let (topic, json) = text.split_once(' ').ok_or(Rejected::NoSeparator)?;
     let kind = kind_of(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
-    Message::parse(kind, json).map_err(|e| Rejected::Invalid { topic: topic.to_string(), reason: e.to_string() })
+    Ok((kind, topic, json))
+}
+
+/// Decodes one frame and has the host validate it.
+pub fn decode_frame(host: &Host, frame: &[u8]) -> Result<Message, Rejected> {
+    let (kind, topic, json) = split_frame(frame)?;
+    host.parse(kind, json).map_err(|reason| Rejected::Invalid { topic: topic.to_string(), reason })
 }
 
 /// Limits how often bad input is logged, so a broken app cannot flood the
@@ -107,7 +113,7 @@ const BATCH: usize = 64;
 
 /// The receiver thread: reads the SUB socket until `wake_fd` becomes
 /// readable (the plugin stops).
-pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
+pub fn run(host: Host, socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
     let mut frame = zmq::Message::new();
     let mut limiter = LogLimiter::new(Duration::from_secs(10), 20);
     // True while skipping the remaining parts of a multipart message.
@@ -157,7 +163,7 @@ pub fn run(socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<Atomic
                 skipping = more;
                 continue;
             }
-            match decode_frame(&frame) {
+            match decode_frame(&host, &frame) {
                 Ok(msg) => {
                     log::trace!("received {msg:?}");
                     batch.push(msg);
@@ -205,10 +211,10 @@ mod tests {
 
     #[test]
     fn frames_without_topic_or_utf8_are_rejected() {
-        assert!(matches!(decode_frame(b"stix2/indicator"), Err(Rejected::NoSeparator)));
-        assert!(matches!(decode_frame(&[0xff, b' ', b'{', b'}']), Err(Rejected::NotUtf8)));
-        assert!(matches!(decode_frame(b"threatbus/snapshotenvelopeX {}"), Err(Rejected::UnknownTopic(_))));
-        assert!(matches!(decode_frame(b"stix2/malware {}"), Err(Rejected::UnknownTopic(_))));
+        assert!(matches!(split_frame(b"stix2/indicator"), Err(Rejected::NoSeparator)));
+        assert!(matches!(split_frame(&[0xff, b' ', b'{', b'}']), Err(Rejected::NotUtf8)));
+        assert!(matches!(split_frame(b"threatbus/snapshotenvelopeX {}"), Err(Rejected::UnknownTopic(_))));
+        assert!(matches!(split_frame(b"stix2/malware {}"), Err(Rejected::UnknownTopic(_))));
     }
 
     #[test]

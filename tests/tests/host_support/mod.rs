@@ -162,16 +162,16 @@ pub fn broken_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
         (
             "bad-magic.so",
             patched_plugin(TESTAPP, DeclField::Magic, 0),
-            vec!["declaration is corrupt".into(), "bad magic".into(), "rebuild the plugin".into()],
+            vec!["manifest is corrupt".into(), "bad magic".into(), "rebuild the plugin".into()],
         ),
         (
             "wrong-major.so",
             patched_plugin(TESTAPP, DeclField::AbiMajor, ABI_MAJOR + 1),
             vec![
                 "'testapp'".into(),
-                format!("built for plugin-api {}.x", ABI_MAJOR + 1),
-                format!("supports {ABI_MAJOR}.x"),
-                format!("rebuild it against plugin-api {ABI_MAJOR}.x"),
+                format!("built for plugin ABI {}.x", ABI_MAJOR + 1),
+                format!("supports ABI {ABI_MAJOR}.x"),
+                format!("rebuild it against a plugin-api of ABI {ABI_MAJOR}"),
             ],
         ),
         (
@@ -179,7 +179,7 @@ pub fn broken_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
             patched_plugin(TESTAPP, DeclField::AbiMinor, ABI_MINOR + 1),
             vec![
                 "'testapp'".into(),
-                format!("needs plugin-api >= {ABI_MAJOR}.{}", ABI_MINOR + 1),
+                format!("needs plugin ABI >= {ABI_MAJOR}.{}", ABI_MINOR + 1),
                 format!("provides {ABI_MAJOR}.{ABI_MINOR}"),
                 "upgrade threatbus".into(),
             ],
@@ -194,6 +194,18 @@ pub fn broken_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
             patched_plugin(TESTAPP, DeclField::Kind, 7),
             vec!["'testapp'".into(), "unknown kind 7".into()],
         ),
-        ("x.so", b"this is not an ELF file\n".to_vec(), vec!["cannot load plugin".into(), "ldd".into()]),
+        ("x.so", b"this is not an ELF file\n".to_vec(), vec!["is not a shared library".into()]),
+        (
+            "truncated-1000.so",
+            std::fs::read(plugin_lib(TESTAPP)).expect("read plugin")[..1000].to_vec(),
+            vec!["truncated or corrupt".into()],
+        ),
+        ("truncated-half.so", truncated_half(TESTAPP), vec!["truncated or corrupt".into()]),
     ]
+}
+
+/// The first half of a built plugin library.
+fn truncated_half(lib: &str) -> Vec<u8> {
+    let bytes = std::fs::read(plugin_lib(lib)).expect("read plugin");
+    bytes[..bytes.len() / 2].to_vec()
 }

@@ -22,7 +22,7 @@ use super::pattern;
 /// yields `false`.
 ///
 /// ```
-/// use threatbus_plugin_api::data::ioc::is_point_equality_ioc;
+/// use threatbus_stix::ioc::is_point_equality_ioc;
 /// assert!(is_point_equality_ioc("[ipv4-addr:value = '6.6.6.6']"));
 /// assert!(!is_point_equality_ioc("[ipv4-addr:value == '6.6.6.6']"));
 /// ```
@@ -66,7 +66,7 @@ fn is_py_space(c: char) -> bool {
 /// value. Escapes inside the value (`\'`, `\\`) are *not* unescaped.
 ///
 /// ```
-/// use threatbus_plugin_api::data::ioc::split_object_path_and_value;
+/// use threatbus_stix::ioc::split_object_path_and_value;
 /// assert_eq!(
 ///     split_object_path_and_value("[domain-name:value = 'evil.com']"),
 ///     Some(("domain-name:value".to_string(), "evil.com".to_string()))

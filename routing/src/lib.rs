@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Topic-prefix routing shared by backbones: the subscription table and the
 //! delivery of one message to every queue subscribed to a prefix of its
 //! topic.
@@ -10,7 +11,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::RwLock;
 
-use crate::{Message, Queue, SendError};
+use threatbus_plugin_api::{Message, Queue, SendError};
 
 /// Subscriptions by topic prefix. Thread-safe; share it with an `Arc`.
 #[derive(Default)]
@@ -108,10 +109,10 @@ pub fn provision(subs: &Subscriptions, msg: &Message, stopping: &AtomicBool, scr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MessageKind, Overflow};
+    use threatbus_plugin_api::{MessageKind, Overflow};
 
     fn msg(kind: MessageKind) -> Message {
-        Message::from_canonical_json(kind, "{}".to_string())
+        Message::from_validated_json(kind, "{}".to_string())
     }
 
     #[test]

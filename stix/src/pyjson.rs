@@ -430,7 +430,7 @@ pub fn write_to<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// `": "` separators, non-ASCII escaped as `\uXXXX`.
 ///
 /// ```
-/// use threatbus_plugin_api::data::pyjson;
+/// use threatbus_stix::pyjson;
 /// let v = serde_json::json!({"b": [1, 2.0], "a": "é😀"});
 /// assert_eq!(pyjson::to_string(&v), r#"{"a": "\u00e9\ud83d\ude00", "b": [1, 2.0]}"#);
 /// ```

@@ -34,7 +34,7 @@
 //! caller.
 //!
 //! ```
-//! use threatbus_plugin_api::data::pattern;
+//! use threatbus_stix::pattern;
 //! let p = pattern::parse("[file:hashes.'SHA-256' = 'abc'] WITHIN 5 SECONDS").unwrap();
 //! let data = p.inspect();
 //! assert_eq!(data.qualifiers, vec!["WITHIN 5 SECONDS".to_string()]);

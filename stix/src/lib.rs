@@ -12,7 +12,7 @@
 //! types are written as the Python bus's encoders write them.
 //!
 //! ```
-//! use threatbus_plugin_api::data::{parse_stix2, MessageType};
+//! use threatbus_stix::{parse_stix2, MessageType};
 //! let json = r#"{"type": "indicator", "spec_version": "2.1", "id": "indicator--42d31a5b-2da0-4bdd-9823-1723a98fc2fb", "created": "2021-04-20T07:38:22.530Z", "modified": "2021-04-20T07:38:22.530Z", "pattern": "[domain-name:value = 'example.com']", "pattern_type": "stix", "pattern_version": "2.1", "valid_from": "2021-04-20T07:38:22.53Z"}"#;
 //! let obj = parse_stix2(json).unwrap();
 //! assert_eq!(obj.message_type(), MessageType::Indicator);
@@ -48,6 +48,9 @@
 //! * it rejects timestamps with more than six fractional digits; we accept
 //!   and truncate them;
 //! * it accepts non-canonical UUIDs; we reject them.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::time::Duration;
