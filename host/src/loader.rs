@@ -222,12 +222,15 @@ pub fn check_file(path: &Path) -> Checked {
     Ok(CheckedPlugin { path: path.to_path_buf(), decl })
 }
 
-/// The first difference of a failed layout check, as `Type.field: what`.
+/// The difference of a failed layout check that lies deepest in the type
+/// tree (the most specific one), as `in Root > field: Type > …: what`.
 fn first_layout_difference(
     e: &threatbus_plugin_api::abi_stable::abi_stability::abi_checking::AbiInstabilityErrors,
 ) -> String {
     use threatbus_plugin_api::abi_stable::type_layout::TLFieldOrFunction;
-    let Some(first) = e.errors.first() else { return "no details".to_string() };
+    let Some(first) = e.errors.iter().max_by_key(|err| err.stack_trace.len()) else {
+        return "no details".to_string();
+    };
     let path: Vec<String> = first
         .stack_trace
         .iter()
@@ -335,4 +338,48 @@ pub fn check_dir(dir: &Path) -> Result<Vec<Checked>, String> {
         out.push(checked);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use threatbus_plugin_api::abi_stable::StableAbi;
+
+    mod ours {
+        use abi_stable::StableAbi;
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct Inner {
+            pub count: u32,
+        }
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct Root {
+            pub name: u8,
+            pub inner: Inner,
+        }
+    }
+
+    mod theirs {
+        use abi_stable::StableAbi;
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct Inner {
+            pub count: u64,
+        }
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct Root {
+            pub name: u8,
+            pub inner: Inner,
+        }
+    }
+
+    #[test]
+    fn layout_mismatch_names_the_type_and_field() {
+        let e = check_layout_compatibility(<ours::Root as StableAbi>::LAYOUT, <theirs::Root as StableAbi>::LAYOUT)
+            .expect_err("the layouts differ");
+        let first = first_layout_difference(&e);
+        assert!(first.starts_with("in Root > inner: Inner > count: u32"), "{first}");
+    }
 }

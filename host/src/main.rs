@@ -1,6 +1,9 @@
 //! `threatbus`: the Threat Bus host. Loads app and backbone plugins from a
 //! directory and connects them through the bus core.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod bus;
 mod config;
 mod loader;

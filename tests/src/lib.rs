@@ -149,7 +149,25 @@ impl Bus {
 
     /// Starts `threatbus <args>` (e.g. with a config file of the caller's).
     pub fn spawn_args(args: &[&OsStr], env: &[(&str, &str)]) -> Bus {
-        let mut cmd = threatbus_command(&[], env);
+        Self::spawn_bin(&threatbus_bin(), args, env)
+    }
+
+    /// Like [`Bus::start`], with another build of the host.
+    pub fn start_bin(bin: &Path, config_yaml: &str, plugin_dir: &Path) -> Bus {
+        let config = tempfile::Builder::new().suffix(".yaml").tempfile().expect("config file");
+        std::fs::write(config.path(), config_yaml).expect("write config");
+        let mut bus = Self::spawn_bin(
+            bin,
+            &[OsStr::new("-c"), config.path().as_os_str(), OsStr::new("--plugin-dir"), plugin_dir.as_os_str()],
+            &[],
+        );
+        bus._config = Some(config);
+        bus
+    }
+
+    /// Starts `<bin> <args>`, where `bin` is a build of the host.
+    pub fn spawn_bin(bin: &Path, args: &[&OsStr], env: &[(&str, &str)]) -> Bus {
+        let mut cmd = host_command(bin, &[], env);
         cmd.args(args);
         let mut child = cmd.spawn().expect("spawn threatbus");
         let log = Arc::new(LogBuf::default());
@@ -268,7 +286,12 @@ impl Drop for Bus {
 /// A `threatbus <args>` command with piped output, a clean environment (no
 /// `RUST_LOG`, no stray `THREATBUS_*` config overrides) plus `env`.
 pub fn threatbus_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(threatbus_bin());
+    host_command(&threatbus_bin(), args, env)
+}
+
+/// Like [`threatbus_command`], with another build of the host.
+pub fn host_command(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args).env_remove("RUST_LOG").env_remove("THREATBUS_PLUGIN_DIR");
     remove_threatbus_env(&mut cmd);
     for (k, v) in env {
@@ -281,7 +304,12 @@ pub fn threatbus_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 /// Runs `threatbus <args>` to completion (for `plugins list`, failing
 /// start-ups and the like), with a time limit of [`WAIT`].
 pub fn run_threatbus(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = threatbus_command(args, env);
+    run_host(&threatbus_bin(), args, env)
+}
+
+/// Like [`run_threatbus`], with another build of the host.
+pub fn run_host(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = host_command(bin, args, env);
     let mut child = cmd.spawn().expect("spawn threatbus");
     let deadline = Instant::now() + WAIT;
     loop {
@@ -391,4 +419,59 @@ pub fn remove_threatbus_env(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
+}
+
+/// Runs cargo with `args` in the workspace and asserts that it succeeds.
+fn cargo(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).current_dir(workspace_root()).args(args).status().expect("run cargo");
+    assert!(status.success(), "cargo {} failed", args.join(" "));
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The backbone plugin built against the frozen ABI 1.0 definitions
+/// (`tests/fixtures/abi-1.0-backbone`, outside the workspace), built once.
+pub fn frozen_abi_1_0_backbone() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_dir().join("abi-fixtures");
+            let manifest = workspace_root().join("tests/fixtures/abi-1.0-backbone/Cargo.toml");
+            cargo(&[
+                "build",
+                "--manifest-path",
+                manifest.to_str().expect("utf-8 path"),
+                "--target-dir",
+                dir.to_str().expect("utf-8 path"),
+            ]);
+            dir.join("debug/libthreatbus_frozen_abi_1_0_backbone.so")
+        })
+        .clone()
+}
+
+/// The artifact directory of the `abi-next` build: host and test plugin of
+/// ABI minor + 1 (one appended entry in the host and plugin tables), built
+/// once into their own target directory.
+pub fn abi_next_artifacts() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_dir().join("abi-next");
+            cargo(&[
+                "build",
+                "-p",
+                "threatbus",
+                "-p",
+                "threatbus-test-app",
+                "--features",
+                "threatbus/abi-next",
+                "--target-dir",
+                dir.to_str().expect("utf-8 path"),
+            ]);
+            dir.join("debug")
+        })
+        .clone()
 }

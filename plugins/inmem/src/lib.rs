@@ -6,6 +6,8 @@
 //! matching prefixes (e.g. `stix2` and `stix2/indicator`) receives a message
 //! once, not twice.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

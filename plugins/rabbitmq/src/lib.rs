@@ -39,6 +39,8 @@
 //! delivers consumed messages into subscriber queues (which may block) and
 //! hands the acknowledgements back. No tokio handle leaves this library.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

@@ -25,6 +25,8 @@
 //! | `pub_hwm` | 100000 | ZeroMQ send high-water mark per connected app (0 = unlimited) |
 //! | `sub_hwm` | 100000 | ZeroMQ receive high-water mark per publishing app (0 = unlimited) |
 
+#![forbid(unsafe_code)]
+
 mod management;
 mod publisher;
 mod receiver;

@@ -48,8 +48,13 @@ pub struct ZmqBus {
 /// The config the tests use; `extra` is appended to the zmq section
 /// (one `key: value` per line, no indentation).
 pub fn config(ports: Ports, extra: &str) -> String {
+    config_with_backbone("inmem", ports, extra)
+}
+
+/// Like [`config`], with another backbone.
+pub fn config_with_backbone(backbone: &str, ports: Ports, extra: &str) -> String {
     let mut s = format!(
-        "logging:\n  console: true\n  console_verbosity: INFO\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
+        "logging:\n  console: true\n  console_verbosity: INFO\nplugins:\n  backbones:\n    {backbone}: {{}}\n  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
         ports.manage, ports.pub_port, ports.sub_port
     );
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
@@ -69,7 +74,13 @@ impl ZmqBus {
 
     pub fn start_with(ports: Ports, extra: &str) -> ZmqBus {
         let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
-        let mut bus = Bus::start(&config(ports, extra), dir.path());
+        let bus = Bus::start(&config(ports, extra), dir.path());
+        Self::from_started(bus, dir)
+    }
+
+    /// A bus the caller started (any build of the host, any backbone)
+    /// whose zmq app binds port 0, once its zmq app is up.
+    pub fn from_started(mut bus: Bus, dir: PluginDir) -> ZmqBus {
         bus.wait_for("ZeroMQ app plugin started");
         let ports = bound_ports(&bus.log());
         ZmqBus { bus, ports, _dir: dir }

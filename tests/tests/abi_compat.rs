@@ -1,0 +1,101 @@
+//! The ABI's minor-version promise, both ways, with real builds:
+//! * a plugin built against the frozen ABI 1.0 definitions (not against
+//!   threatbus-plugin-api) loads in the current host and carries messages;
+//! * a host of ABI minor + 1 (one entry appended to the host and plugin
+//!   tables, the `abi-next` build) loads the normal plugins, reads the
+//!   entry they lack as absent, and carries messages;
+//! * a plugin of a higher minor than the host is refused with one line
+//!   that says to upgrade the host, before any of its code runs.
+
+mod zmq_support;
+
+use serde_json::json;
+use threatbus_integration_tests::*;
+use threatbus_plugin_api::abi::{ABI_MAJOR, ABI_MINOR};
+use zmq_support::*;
+
+const TAG: u32 = 0x0000_0ab1;
+
+/// Publishes an indicator and a sighting through the bus's zmq app and
+/// checks that a subscriber receives both, unchanged.
+fn roundtrip(bus: &ZmqBus) {
+    let client = bus.subscribe(json!(["stix2/indicator", "stix2/sighting"]), 0);
+    let publisher = bus.publisher();
+    publisher.sync(&[&client]);
+    let indicator = indicator_json(TAG, 1);
+    let sighting = sighting_json(TAG, 2, &indicator_id(TAG, 1));
+    publisher.indicator(&indicator);
+    publisher.sighting(&sighting);
+    assert_eq!(client.recv_real().json, indicator);
+    assert_eq!(client.recv_real().json, sighting);
+}
+
+#[test]
+fn frozen_abi_1_0_plugin_runs_in_the_current_host() {
+    let dir = PluginDir::with(&["threatbus_app_zmq"]);
+    dir.add_file(&frozen_abi_1_0_backbone(), "libthreatbus_frozen_abi_1_0_backbone.so");
+    let out = run_threatbus(&["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = listed.lines().find(|l| l.contains("frozen-inmem")).unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(line.starts_with("ok") && line.contains("(ABI 1.0)"), "{listed}");
+
+    let config = config_with_backbone("frozen-inmem", Ports::ANY, "");
+    let mut bus = ZmqBus::from_started(Bus::start(&config, dir.path()), dir);
+    bus.bus.wait_for(&format!("frozen ABI 1.0 backbone started in a host of ABI {ABI_MAJOR}.{ABI_MINOR}"));
+    roundtrip(&bus);
+    let status = bus.bus.terminate();
+    assert!(status.success(), "{status}\n{}", bus.bus.log());
+    let log = bus.bus.log();
+    assert!(log.contains("frozen ABI 1.0 backbone stopped"), "{log}");
+    assert!(log.contains("frozen ABI 1.0 backbone destroyed"), "destroy runs after a successful stop:\n{log}");
+    println!("an ABI 1.0 plugin (frozen definitions) carried an indicator and a sighting in the ABI {ABI_MAJOR}.{ABI_MINOR} host");
+}
+
+#[test]
+fn newer_host_loads_1_0_plugins_and_reads_the_new_entry_as_absent() {
+    let next = abi_next_artifacts();
+    let host = next.join("threatbus");
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
+    let out = run_host(&host, &["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.contains(&format!("(host plugin-api 1.0.0, ABI {ABI_MAJOR}.{})", ABI_MINOR + 1)), "{listed}");
+    assert_eq!(listed.lines().filter(|l| l.starts_with("ok") && l.contains("(ABI 1.0)")).count(), 2, "{listed}");
+
+    let config = config(Ports::ANY, "");
+    let mut bus = ZmqBus::from_started(Bus::start_bin(&host, &config, dir.path()), dir);
+    roundtrip(&bus);
+    let log = bus.bus.log();
+    for plugin in ["inmem", "zmq"] {
+        let absent = format!("plugin '{plugin}' predates ABI 1.1: its table has no 'next_plugin_entry' entry");
+        assert!(log.contains(&absent), "{absent:?} missing:\n{log}");
+    }
+    let status = bus.bus.terminate();
+    assert!(status.success(), "{status}\n{}", bus.bus.log());
+    println!("the ABI 1.1 host ran the ABI 1.0 inmem and zmq plugins and saw their tables lack the 1.1 entry");
+}
+
+#[test]
+fn plugin_of_a_higher_minor_is_refused_before_it_runs() {
+    let next = abi_next_artifacts();
+    let dir = PluginDir::with(&["threatbus_backbone_inmem"]);
+    let newer = dir.add_file(&next.join("libthreatbus_test_app.so"), "libthreatbus_test_app.so");
+    let needs = format!("needs plugin ABI >= {ABI_MAJOR}.{} but threatbus", ABI_MINOR + 1);
+    let provides = format!("provides {ABI_MAJOR}.{ABI_MINOR}; upgrade threatbus");
+    let says = |l: &str| l.contains(&needs) && l.contains(&provides);
+    let out = run_threatbus(&["plugins", "inspect", newer.to_str().unwrap()], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("status:") && says(l)), "{needs:?} … {provides:?} missing:\n{text}");
+
+    let config = "plugins:\n  backbones:\n    inmem: {}\n  apps:\n    testapp: {}\n";
+    let cfg = config_file(config);
+    let out = run_threatbus(&["-c", cfg.path().to_str().unwrap(), "--plugin-dir", dir.path().to_str().unwrap()], &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    let line = text.lines().find(|l| l.contains("config enables 'testapp'")).unwrap_or_else(|| panic!("{text}"));
+    assert!(says(line), "{line}");
+    println!(
+        "a plugin of ABI {ABI_MAJOR}.{} was refused by the ABI {ABI_MAJOR}.{ABI_MINOR} host: {line}",
+        ABI_MINOR + 1
+    );
+}
