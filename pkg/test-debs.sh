@@ -10,6 +10,17 @@ debs=(target/debian/threatbus_*.deb target/debian/threatbus-backbone-inmem_*.deb
       target/debian/threatbus-app-zmq_*.deb target/debian/threatbus-backbone-rabbitmq_*.deb)
 cleanup() { dpkg -P threatbus-app-zmq threatbus-backbone-inmem threatbus-backbone-rabbitmq threatbus >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+# The packages carry the ABI minor, so that apt refuses what the loader would
+# refuse: the host provides threatbus-plugin-abi-1 (= 1.N), every plugin
+# depends on threatbus-plugin-abi-1 (>= 1.M) for the minor it was built with.
+minor=$(sed -n 's/^pub const ABI_MINOR: u32 = \([0-9]*\);$/\1/p' plugin-api/src/abi.rs | head -n1)
+[ -n "$minor" ] || { echo "FAIL: cannot read ABI_MINOR from plugin-api/src/abi.rs"; exit 1; }
+provides=$(dpkg-deb -f target/debian/threatbus_*.deb Provides)
+[ "$provides" = "threatbus-plugin-abi-1 (= 1.$minor)" ] || { echo "FAIL: host Provides '$provides', want (= 1.$minor)"; exit 1; }
+for deb in "${debs[@]:1}"; do
+    depends=$(dpkg-deb -f "$deb" Depends)
+    grep -qF "threatbus-plugin-abi-1 (>= 1.$minor)" <<<"$depends" || { echo "FAIL: $deb Depends '$depends'"; exit 1; }
+done
 dpkg -i "${debs[@]}"
 list=$(threatbus plugins list)
 echo "$list"

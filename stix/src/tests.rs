@@ -1,5 +1,5 @@
 //! Tests of the data model: ports of Python `threatbus/test_data.py`, the
-//! wire examples of the reference, and validation behaviour checked against
+//! wire examples of the Python bus's documentation, and validation behaviour checked against
 //! python `stix2` 3.0.1 / `stix2-patterns` 1.3.0.
 
 use std::time::Duration;
@@ -324,7 +324,7 @@ fn invalid_snapshot_envelopes() {
 }
 
 // ---------------------------------------------------------------------------
-// Wire examples (reference §2.2, §2.4)
+// Wire examples: objects as the Python bus sends them
 // ---------------------------------------------------------------------------
 
 const WIRE_INDICATOR: &str = r#"{"type": "indicator", "spec_version": "2.1", "id": "indicator--42d31a5b-2da0-4bdd-9823-1723a98fc2fb", "created": "2021-04-20T07:38:22.530Z", "modified": "2021-04-20T07:38:22.530Z", "pattern": "[domain-name:value = 'example.com']", "pattern_type": "stix", "pattern_version": "2.1", "valid_from": "2021-04-20T07:38:22.53Z"}"#;

@@ -336,11 +336,6 @@ pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// Whether the tests run in CI (`CI=true`), where a missing server is a failure.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// A field of the frozen plugin declaration that [`patched_plugin`] can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeclField {

@@ -121,3 +121,23 @@ fn snapshot_panic_is_contained() {
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
 }
+
+/// When the only backbone fails, no message can be routed: the bus says
+/// why and exits with status 1 (so that systemd restarts it) instead of
+/// accepting messages it cannot deliver.
+#[test]
+fn bus_exits_non_zero_when_every_backbone_failed() {
+    let dir = PluginDir::with(&["threatbus_test_backbone", TESTAPP]);
+    let cfg = json!({
+        "plugins": {
+            "backbones": { "testbone": { "panic_on_message": true } },
+            "apps": { "testapp": { "publish": [publish(&indicator(1))] } },
+        },
+        "core": { "stop_timeout": 2 },
+    });
+    let out = run_to_exit(&serde_json::to_string(&cfg).unwrap(), dir.path(), &[]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("plugin 'testbone' failed and is no longer called"), "{text}");
+    assert!(text.contains("every backbone has failed, so no message can be routed"), "{text}");
+}

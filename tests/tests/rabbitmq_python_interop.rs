@@ -5,8 +5,8 @@
 //! ways, each host serving its own zmq apps.
 //!
 //! Needs RabbitMQ and the Python venv (`THREATBUS_PYTHON_VENV`, default
-//! `/opt/threatbus-python`); without them the test is skipped, except with
-//! `CI=true`, where that is a failure.
+//! `/opt/threatbus-python`); without them the test fails, saying how to
+//! get them (`bash tests/run.sh`).
 
 mod zmq_support;
 #[macro_use]
@@ -23,25 +23,18 @@ use zmq_support::*;
 
 const TAG: u32 = 0x0000_0c03;
 
-fn python_threatbus() -> Option<PathBuf> {
+fn python_threatbus() -> PathBuf {
     let venv = std::env::var_os("THREATBUS_PYTHON_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/opt/threatbus-python"));
     let bin = venv.join("bin/threatbus");
     if bin.exists() {
-        return Some(bin);
+        return bin;
     }
-    if in_ci() {
-        panic!(
-            "the Python Threat Bus is not installed at {} (CI=true): run .ci/python-threatbus-setup.sh",
-            bin.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED python interop: {} not found; run `bash .ci/python-threatbus-setup.sh` (or set THREATBUS_PYTHON_VENV)",
+    panic!(
+        "the Python Threat Bus is not installed at {}: run `bash tests/run.sh`, which installs it (or set THREATBUS_PYTHON_VENV)",
         bin.display()
     );
-    None
 }
 
 /// The Python host: `threatbus -c config.yaml`, output in a file.
@@ -165,7 +158,7 @@ fn recv_kind(c: &Client, kind: &str) -> Delivery {
 #[test]
 fn rust_and_python_hosts_share_one_exchange() {
     require_rabbitmq!("rust_and_python_hosts_share_one_exchange");
-    let Some(py_bin) = python_threatbus() else { return };
+    let py_bin = python_threatbus();
     let amqp = Amqp::connect();
     let rs_setup = RmqSetup::fresh();
     let py_setup = rs_setup.peer();

@@ -1,6 +1,6 @@
 //! The rabbitmq backbone against a real RabbitMQ, with the real binary,
-//! the real zmq app and real ZeroMQ clients (reference §4.1.2, §6.2
-//! `test_rabbitmq.py`): every message type goes through the broker, the
+//! the real zmq app and real ZeroMQ clients
+//! (as the Python original's `test_rabbitmq.py`): every message type goes through the broker, the
 //! bodies on the wire are the Python ones byte for byte, two hosts share an
 //! exchange, a Python host's topology is accepted, and bad bodies are
 //! rejected (dead-lettered), not silently acked.
@@ -137,7 +137,7 @@ fn bodies_from_a_python_host_are_delivered() {
     let other = bus.subscribe(json!("stix2/indicator"), 0);
     app.sync(&[&other]);
 
-    // Reference §2.2 examples, as pika publishes them.
+    // The Python bus's documented example objects, as pika publishes them.
     let bodies = [
         r#"{"type": "indicator", "spec_version": "2.1", "id": "indicator--42d31a5b-2da0-4bdd-9823-1723a98fc2fb", "created": "2021-04-20T07:38:22.530Z", "modified": "2021-04-20T07:38:22.530Z", "pattern": "[domain-name:value = 'example.com']", "pattern_type": "stix", "pattern_version": "2.1", "valid_from": "2021-04-20T07:38:22.53Z", "x_threatbus_update": "REMOVE"}"#,
         r#"{"type": "sighting", "spec_version": "2.1", "id": "sighting--6f0c2c3e-3b9a-4f3c-9f7e-2c1b8a2f0d11", "created": "2021-05-03T10:00:01.123Z", "modified": "2021-05-03T10:00:01.123Z", "last_seen": "2021-05-03T10:00:00.5Z", "sighting_of_ref": "indicator--42d31a5b-2da0-4bdd-9823-1723a98fc2fb", "x_threatbus_sighting_context": {"noisy": false}}"#,

@@ -1,5 +1,5 @@
-//! The zmq management protocol (reference §4.3, §6.2
-//! `test_zmq_app_management.py`) against the real bus over real ZeroMQ.
+//! The zmq management protocol
+//! (as the Python original's `test_zmq_app_management.py`) against the real bus over real ZeroMQ.
 
 mod zmq_support;
 
@@ -112,7 +112,7 @@ fn every_subscription_gets_its_own_p2p_topic() {
 fn failed_subscribe_leaves_no_dangling_subscription() {
     let mut bus = ZmqBus::start();
     // The original stored the p2p entry and subscribed the first topic before
-    // failing on the second (reference §4.3); nothing may be subscribed here.
+    // failing on the second; nothing may be subscribed here.
     assert_eq!(bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", 5]}"#), "error");
     assert_eq!(bus.status(r#"{"action": "subscribe", "topic": ["stix2/indicator", ""]}"#), "error");
     assert_eq!(bus.status(r#"{"action": "subscribe", "topic": 17}"#), "error");

@@ -1,6 +1,6 @@
 //! Messages through the real bus: app PUB → zmq SUB → inq → inmem →
-//! subscriber queue → zmq PUB → app SUB (reference §4.3, §6.2
-//! `test_zmq_app_message_roundtrips.py`).
+//! subscriber queue → zmq PUB → app SUB
+//! (as the Python original's `test_zmq_app_message_roundtrips.py`).
 
 mod zmq_support;
 
@@ -33,7 +33,7 @@ fn indicator_and_sighting_roundtrip_in_order() {
 #[test]
 fn output_is_python_stix2_serialization() {
     // Input in another layout (compact, keys shuffled); apps get exactly
-    // what Python's stix2 `serialize()` emits (reference §2.2 example).
+    // what Python's stix2 `serialize()` emits.
     let bus = ZmqBus::start();
     let app = bus.subscribe(json!("stix2/indicator"), 0);
     let publisher = bus.publisher();
@@ -117,7 +117,7 @@ fn garbage_frames_are_dropped_and_never_resent() {
 
     let first = indicator_json(TAG, 1);
     publisher.indicator(&first);
-    // The original re-sent the previous object for this topic (reference §4.3).
+    // The original re-sent the previous object for this topic.
     publisher.send("threatbus/snapshotenvelopeX", &first);
     publisher.send_raw(b"stix2/indicator");
     publisher.send_raw(b"stix2/indicator not json");

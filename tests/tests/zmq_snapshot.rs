@@ -1,4 +1,4 @@
-//! Snapshots between two zmq apps through the real bus (reference §1.4):
+//! Snapshots between two zmq apps through the real bus:
 //! app A subscribes with a snapshot, app B gets the request and answers
 //! with an envelope, A receives the body as ordinary data, B does not.
 

@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
-use threatbus_routing::{self as routing, Subscriptions};
+mod config;
+mod provisioner;
 
-/// The inmem section takes no keys (`inmem: {}`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {}
+use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
+use threatbus_routing::Subscriptions;
 
 struct Inmem {
     inq: Queue,
@@ -27,29 +25,14 @@ struct Inmem {
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn run(inq: Queue, subs: Arc<Subscriptions>, stopping: Arc<AtomicBool>) {
-    let mut batch = Vec::with_capacity(256);
-    let mut scratch = Vec::new();
-    loop {
-        batch.clear();
-        if !inq.recv_batch(&mut batch, 256, None) {
-            break;
-        }
-        for msg in &batch {
-            routing::provision(&subs, msg, &stopping, &mut scratch);
-        }
-    }
-    log::info!("In-memory backbone stopped");
-}
-
 fn start(ctx: PluginContext) -> Result<Inmem, PluginError> {
-    let _: Config = ctx.config()?;
+    let _: config::Config = ctx.config()?;
     let inq = ctx.inq();
     let subs = Arc::new(Subscriptions::new());
     let stopping = Arc::new(AtomicBool::new(false));
     let worker = {
         let (inq, subs, stopping) = (inq.clone(), subs.clone(), stopping.clone());
-        spawn_thread(ctx.host(), "inmem-provisioner", move || run(inq, subs, stopping))
+        spawn_thread(ctx.host(), "inmem-provisioner", move || provisioner::run(inq, subs, stopping))
             .map_err(|e| PluginError::new(format!("cannot start thread: {e}")))?
     };
     log::info!("In-memory backbone started.");

@@ -2,7 +2,7 @@
 //! registry of p2p subscriptions.
 //!
 //! Request parsing follows the Python original's `map_management_message`
-//! and `SubscriptionManager` (reference §4.3) decision by decision, so that
+//! and `SubscriptionManager` decision by decision, so that
 //! every existing app sees the same status strings:
 //!
 //! * not UTF-8, not JSON, not a JSON object, or a `snapshot` that is not an
@@ -11,7 +11,7 @@
 //!   or empty (`""`, `[]`, `null`, `0`, `false`) `topic` → `unknown request`;
 //! * `heartbeat`/`unsubscribe` of an unknown p2p topic → `error`.
 //!
-//! Deliberate differences from the original (reference §8):
+//! Deliberate differences from the original:
 //! * a subscribe request is validated completely (every list item a
 //!   non-empty string) before anything is subscribed, and a backbone
 //!   failure half-way rolls back what was already subscribed: a failed

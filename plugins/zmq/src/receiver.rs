@@ -4,7 +4,7 @@
 //! `stix2/indicator`, `stix2/sighting` (the object's type must match the
 //! topic) and `threatbus/snapshotenvelope`. Everything else is logged and
 //! dropped; a rejected frame never causes an earlier message to be re-sent
-//! (the original's bug, reference §8).
+//! (the original's bug).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};

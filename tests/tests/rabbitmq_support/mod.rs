@@ -31,35 +31,23 @@ use crate::zmq_support::{request_raw, Client, Ports, Publisher};
 pub const AMQP_PORT: u16 = 5672;
 const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Whether the broker answers. With `CI=true` a missing broker fails the
-/// test; otherwise the test is skipped with a message saying why.
-pub fn rabbitmq_or_skip(test: &str) -> bool {
+/// Fails the test unless the broker answers: a test that needs RabbitMQ
+/// never passes without it. `bash tests/run.sh` (the README's test
+/// command) installs and starts it.
+pub fn require_rabbitmq(test: &str) {
     let addr: SocketAddr = ([127, 0, 0, 1], AMQP_PORT).into();
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-        Ok(_) => true,
-        Err(e) => {
-            if in_ci() {
-                panic!(
-                    "{test}: RabbitMQ is not reachable on {addr} ({e}); with CI=true this is a failure \
-                     (.ci/run starts it with .ci/rabbitmq-setup.sh)"
-                );
-            }
-            eprintln!(
-                "SKIPPED {test}: RabbitMQ is not reachable on {addr} ({e}). Start one with \
-                 `bash .ci/rabbitmq-setup.sh`; with CI=true this is a failure."
-            );
-            false
-        }
+    if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        panic!(
+            "{test} needs RabbitMQ, which is not reachable on {addr} ({e}); run `bash tests/run.sh`, which installs and starts it"
+        );
     }
 }
 
-/// Returns from the test (skip) unless RabbitMQ is reachable.
+/// Fails the test unless RabbitMQ is reachable.
 #[macro_export]
 macro_rules! require_rabbitmq {
     ($name:expr) => {
-        if !rabbitmq_support::rabbitmq_or_skip($name) {
-            return;
-        }
+        rabbitmq_support::require_rabbitmq($name)
     };
 }
 

@@ -1,6 +1,6 @@
 //! Shared helpers of the zmq tests: a real `threatbus` with the real inmem
 //! and zmq plugins, and real ZeroMQ clients that behave like the Python apps
-//! (reference §4.3: REQ per management request, SUB on the p2p topic, PUB
+//! (a REQ socket per management request, SUB on the p2p topic, PUB
 //! to the sub port).
 #![allow(dead_code)]
 

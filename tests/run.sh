@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's test command: sets up every real server and peer the tests
+# use on a Debian machine (idempotent; needs root for apt), then runs the
+# whole test suite. Nothing is skipped: a test whose server is missing fails.
+#
+#   RabbitMQ             the rabbitmq backbone tests     (.ci/rabbitmq-setup.sh)
+#   Python Threat Bus    the differential interop test  (.ci/python-threatbus-setup.sh)
+#   Suricata 7 + suricata-threatbus   the zmq end-to-end test (.ci/suricata-setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null || ! command -v c++ >/dev/null; then
+    apt-get update
+    apt-get install -y --no-install-recommends build-essential pkg-config
+fi
+
+bash .ci/rabbitmq-setup.sh
+trap 'bash .ci/rabbitmq-stop.sh || true' EXIT
+bash .ci/python-threatbus-setup.sh
+bash .ci/suricata-setup.sh
+
+cargo test --workspace "$@"
