@@ -609,6 +609,20 @@ mod tests {
         assert_eq!(q.recv().unwrap().json(), "{\"n\": 1}");
     }
 
+    /// (blocked receivers, blocked senders) of a queue made here.
+    fn waiters(q: &Queue) -> (usize, usize) {
+        // SAFETY: `q` is a live queue made by `Queue::bounded` in this crate.
+        let inner = unsafe { state(q.state) }.lock();
+        (inner.waiting_receivers, inner.waiting_senders)
+    }
+
+    /// Waits (without a timed sleep) until `ready` holds for `q`'s waiters.
+    fn wait_for_waiters(q: &Queue, ready: impl Fn((usize, usize)) -> bool) {
+        while !ready(waiters(q)) {
+            thread::yield_now();
+        }
+    }
+
     #[test]
     fn close_wakes_blocked_receiver_and_sender() {
         let q = Queue::bounded(1, Overflow::BLOCK);
@@ -619,7 +633,8 @@ mod tests {
         full.send(msg(0)).unwrap();
         let f2 = full.clone();
         let sender = thread::spawn(move || f2.send(msg(1)));
-        thread::sleep(Duration::from_millis(50));
+        wait_for_waiters(&q, |(receivers, _)| receivers == 1);
+        wait_for_waiters(&full, |(_, senders)| senders == 1);
         q2.close();
         full.close();
         assert!(receiver.join().unwrap().is_none(), "closed empty queue ends recv");
@@ -709,10 +724,7 @@ mod tests {
         for p in producers {
             p.join().unwrap();
         }
-        // Close only once everything was taken, so that the count is exact.
-        while !q.is_empty() {
-            thread::sleep(Duration::from_millis(1));
-        }
+        // Receivers drain what is left after the close.
         q.close();
         let total: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(total, 6000);
@@ -725,7 +737,8 @@ mod tests {
         let stop = AtomicBool::new(false);
         let r = q.clone();
         let taker = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(50));
+            // Take a message only once the sender is blocked on the full queue.
+            wait_for_waiters(&r, |(_, senders)| senders == 1);
             r.recv()
         });
         q.send_or_stop(msg(2), &stop).unwrap();

@@ -336,7 +336,7 @@ pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// A field of the frozen plugin declaration that [`patched_plugin`] can change.
+/// A field of the frozen plugin manifest that [`patched_plugin`] can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeclField {
     /// The 16 magic bytes (patched to a wrong magic; the value is ignored).
@@ -354,7 +354,7 @@ pub enum DeclField {
 /// Byte offset of the plugin manifest inside a library file: the one
 /// occurrence of the magic that is followed by the manifest size of
 /// this plugin-api.
-pub fn declaration_offset(bytes: &[u8]) -> usize {
+pub fn manifest_offset(bytes: &[u8]) -> usize {
     use threatbus_plugin_api::abi::{PluginManifest, PLUGIN_MAGIC};
     let size = (std::mem::size_of::<PluginManifest>() as u32).to_le_bytes();
     let hits: Vec<usize> = bytes
@@ -368,10 +368,10 @@ pub fn declaration_offset(bytes: &[u8]) -> usize {
 }
 
 /// The bytes of a built plugin library (crate lib name) with one field of its
-/// declaration changed, e.g. `patched_plugin("threatbus_test_app", DeclField::AbiMajor, 2)`.
+/// manifest changed, e.g. `patched_plugin("threatbus_test_app", DeclField::AbiMajor, 2)`.
 pub fn patched_plugin(lib: &str, field: DeclField, value: u32) -> Vec<u8> {
     let mut bytes = std::fs::read(plugin_lib(lib)).expect("read plugin library");
-    let at = declaration_offset(&bytes);
+    let at = manifest_offset(&bytes);
     let field_at = |i: usize| at + 16 + 4 * i;
     match field {
         DeclField::Magic => bytes[at + 15] ^= 0x20,

@@ -49,7 +49,7 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     assert_contains_all(&r, &["reason:", "is not a threatbus plugin"], &text);
     let r = reason_of(&major);
     assert_contains_all(&r, &["reason:", "built for plugin ABI 2.x"], &text);
-    // The declaration of a rejected plugin is still shown when readable.
+    // The manifest of a rejected plugin is still shown when readable.
     assert_contains_all(line_with(&text, "wrong-major.so"), &["testapp", "ABI 2.0"], &text);
     let r = reason_of(&writable);
     assert_contains_all(&r, &["reason:", "writable by group/others", "chmod"], &text);

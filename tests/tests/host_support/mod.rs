@@ -14,7 +14,7 @@ use threatbus_integration_tests::*;
 pub const INMEM: &str = "threatbus_backbone_inmem";
 /// Crate lib name of the test app fixture (plugin name `testapp`).
 pub const TESTAPP: &str = "threatbus_test_app";
-/// Crate lib name of the shared library without a declaration.
+/// Crate lib name of the shared library without a manifest.
 pub const NOT_A_PLUGIN: &str = "threatbus_test_not_a_plugin";
 
 /// A STIX-2.1 indicator with an id derived from `i`, in the canonical form.
