@@ -78,42 +78,12 @@ fn nested_patterns_over_zmq_are_rejected_and_the_bus_keeps_routing() {
 #[test]
 fn nested_patterns_over_amqp_are_rejected_once_and_not_redelivered() {
     require_rabbitmq!("nested_patterns_over_amqp_are_rejected_once_and_not_redelivered");
-    let amqp = Amqp::connect();
-    let setup = RmqSetup::fresh();
-    let dlx = unique("tb-test-dlx");
-    amqp.declare_fanout(&dlx, false);
-    let mut dead = amqp.observe(&dlx);
-    let _policy = Policy::dead_letter(&setup.queue_name(), &dlx);
-    let mut bus = RmqBus::start(setup.clone());
-    let app = bus.subscribe(json!("stix2/"), 0);
-    let publisher = bus.publisher();
-    publisher.sync(&[&app]);
-
     let mut bad = Vec::new();
     for levels in [1_000, 100_000] {
         for (i, (pattern, _)) in attack_patterns(levels).into_iter().enumerate() {
             bad.push(indicator_with_pattern((levels + i) as u64, &pattern).into_bytes());
         }
     }
-    for body in &bad {
-        amqp.publish(&setup.exchange, body);
-    }
-    let good = indicator_json(TAG, 1);
-    amqp.publish(&setup.exchange, good.as_bytes());
-    assert_eq!(app.recv_real().json, good, "the bus still routes after the hostile bodies");
-    bus.bus.wait_for_count("rejected undecodable message", bad.len());
-
-    let mut got: Vec<Vec<u8>> = (0..bad.len()).map(|_| dead.recv()).collect();
-    got.sort();
-    bad.sort();
-    assert!(got == bad, "every hostile body was rejected to the dead-letter exchange");
-    assert_eq!(bus.bus.count("rejected undecodable message"), bad.len(), "rejected once each, not requeued");
+    assert_bad_bodies_dead_lettered(&bad, TAG);
     println!("{} hostile AMQP bodies dead-lettered once each; the bus kept routing", bad.len());
-
-    publisher.indicator(&indicator_json(TAG, 2));
-    assert_eq!(app.recv_real().id(), indicator_id(TAG, 2));
-    let status = bus.bus.terminate();
-    assert!(status.success(), "bus exited with {status}");
-    amqp.delete_exchange(&dlx);
-    amqp.delete_exchange(&setup.exchange);
 }

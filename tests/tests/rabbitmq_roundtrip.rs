@@ -226,19 +226,6 @@ fn topology_is_the_python_one() {
 #[test]
 fn bad_bodies_are_rejected_with_a_log_line() {
     require_rabbitmq!("bad_bodies_are_rejected_with_a_log_line");
-    let amqp = Amqp::connect();
-    let setup = RmqSetup::fresh();
-    // Rejected messages go to a dead-letter exchange by policy; acked ones
-    // would not.
-    let dlx = unique("tb-test-dlx");
-    amqp.declare_fanout(&dlx, false);
-    let mut dead = amqp.observe(&dlx);
-    let _policy = Policy::dead_letter(&setup.queue_name(), &dlx);
-    let mut bus = RmqBus::start(setup.clone());
-    let c = bus.subscribe(json!("stix2/"), 0);
-    let app = bus.publisher();
-    app.sync(&[&c]);
-
     let bad: Vec<Vec<u8>> = vec![
         b"not json".to_vec(),
         br#"{"type": "foo"}"#.to_vec(),
@@ -248,28 +235,7 @@ fn bad_bodies_are_rejected_with_a_log_line() {
         br#"{"type": "sighting", "spec_version": "2.1"}"#.to_vec(),
         b"".to_vec(),
     ];
-    for b in &bad {
-        amqp.publish(&setup.exchange, b);
-    }
-    // The bus still delivers: a good body after the bad ones arrives.
-    let good = indicator_json(TAG, 20);
-    amqp.publish(&setup.exchange, good.as_bytes());
-    assert_eq!(c.recv_real().json, good);
-    bus.bus.wait_for_count("rejected undecodable message", bad.len());
-
-    let mut got: Vec<Vec<u8>> = (0..bad.len()).map(|_| dead.recv()).collect();
-    let mut want = bad.clone();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want, "every bad body was rejected to the dead-letter exchange");
-    assert_eq!(bus.bus.count("rejected undecodable message"), bad.len(), "rejected once each, not requeued");
-
-    // And through zmq, too.
-    app.indicator(&indicator_json(TAG, 21));
-    assert_eq!(c.recv_real().id(), indicator_id(TAG, 21));
-    let st = bus.bus.terminate();
-    assert!(st.success(), "{st:?}\n{}", bus.bus.log());
-    amqp.delete_exchange(&dlx);
+    assert_bad_bodies_dead_lettered(&bad, TAG);
 }
 
 /// SIGTERM closes both AMQP connections cleanly (the broker sees no

@@ -371,3 +371,47 @@ impl Drop for Policy {
         let _ = Command::new("rabbitmqctl").args(["clear_policy", &self.0]).output();
     }
 }
+
+/// Publishes `bad` bodies straight to a fresh bus's exchange and checks
+/// that each is rejected once (to a dead-letter exchange, not requeued),
+/// logged, and that the bus still routes from AMQP and from zmq afterwards.
+/// Message ids use `tag`.
+pub fn assert_bad_bodies_dead_lettered(bad: &[Vec<u8>], tag: u32) {
+    use crate::zmq_support::{indicator_id, indicator_json};
+    let amqp = Amqp::connect();
+    let setup = RmqSetup::fresh();
+    // Rejected messages go to a dead-letter exchange by policy; acked ones
+    // would not.
+    let dlx = unique("tb-test-dlx");
+    amqp.declare_fanout(&dlx, false);
+    let mut dead = amqp.observe(&dlx);
+    let _policy = Policy::dead_letter(&setup.queue_name(), &dlx);
+    let mut bus = RmqBus::start(setup.clone());
+    let client = bus.subscribe(serde_json::json!("stix2/"), 0);
+    let app = bus.publisher();
+    app.sync(&[&client]);
+
+    for body in bad {
+        amqp.publish(&setup.exchange, body);
+    }
+    // The bus still delivers: a good body after the bad ones arrives.
+    let good = indicator_json(tag, 1);
+    amqp.publish(&setup.exchange, good.as_bytes());
+    assert_eq!(client.recv_real().json, good, "the bus still routes after the bad bodies");
+    bus.bus.wait_for_count("rejected undecodable message", bad.len());
+
+    let mut got: Vec<Vec<u8>> = (0..bad.len()).map(|_| dead.recv()).collect();
+    let mut want = bad.to_vec();
+    got.sort();
+    want.sort();
+    assert!(got == want, "every bad body was rejected to the dead-letter exchange");
+    assert_eq!(bus.bus.count("rejected undecodable message"), bad.len(), "rejected once each, not requeued");
+
+    // And through zmq, too.
+    app.indicator(&indicator_json(tag, 2));
+    assert_eq!(client.recv_real().id(), indicator_id(tag, 2));
+    let st = bus.bus.terminate();
+    assert!(st.success(), "{st:?}\n{}", bus.bus.log());
+    amqp.delete_exchange(&dlx);
+    amqp.delete_exchange(&setup.exchange);
+}
