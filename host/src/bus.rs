@@ -55,15 +55,19 @@ impl PluginFns {
                 );
             }
         }
-        // SAFETY: the 1.0 entries are within `size` (checked above); the
-        // table lives for the process.
-        let t = unsafe { &*table.cast::<PluginVTable>() };
-        Ok(Self {
-            subscribe: t.subscribe,
-            unsubscribe: t.unsubscribe,
-            snapshot: t.snapshot,
-            stop: t.stop,
-            destroy: t.destroy,
+        let t = table.cast::<PluginVTable>();
+        // SAFETY: the 1.0 entries lie within the plugin's `size` bytes
+        // (checked above) and the table lives for the process. Each entry is
+        // read on its own: the plugin's table may be shorter than this
+        // build's `PluginVTable`, so no reference to the whole is made.
+        Ok(unsafe {
+            Self {
+                subscribe: (*t).subscribe,
+                unsubscribe: (*t).unsubscribe,
+                snapshot: (*t).snapshot,
+                stop: (*t).stop,
+                destroy: (*t).destroy,
+            }
         })
     }
 }
