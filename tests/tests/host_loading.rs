@@ -143,3 +143,24 @@ fn duplicate_plugin_name_uses_the_first_file() {
     let st = bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.log());
 }
+
+/// A plugin whose manifest is fine but whose library the dynamic loader
+/// cannot load (here a needed library that does not exist) stops start-up
+/// with the loader's own words, naming the missing library.
+#[test]
+fn configured_plugin_that_cannot_be_loaded_shows_the_loaders_reason() {
+    let dir = PluginDir::with(&[INMEM]);
+    let path = dir.add_bytes(&renamed_plugin(TESTAPP, "libgcc_s.so.1", "libgcc_q.so.1"), "libthreatbus_test_app.so");
+    // Listing it runs nothing and finds nothing wrong: only loading fails.
+    let out = run_threatbus(&["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(line_with(&output_text(&out), &path.display().to_string()).starts_with("ok"), "{}", output_text(&out));
+    let out = run_to_exit(&config(json!({ "testapp": {} })), dir.path(), &[]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "host started anyway:\n{text}");
+    let fatal = line_with(&text, "threatbus: ");
+    assert_contains_all(
+        fatal,
+        &["cannot load plugin 'testapp'", "dlopen failed", "libgcc_q.so.1", "No such file or directory", "ldd"],
+        &text,
+    );
+}
