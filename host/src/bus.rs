@@ -37,8 +37,7 @@ impl PluginFns {
     /// `table` must be the `vtable` of a `PluginInstance` the plugin's entry
     /// function returned.
     unsafe fn read(name: &str, table: *const c_void) -> Result<Self, String> {
-        let base = table.cast::<u8>();
-        if base.is_null() {
+        if table.is_null() {
             return Err(format!("plugin '{name}' returned no function table"));
         }
         // SAFETY: every plugin table starts with its size.
