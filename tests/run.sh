@@ -6,13 +6,15 @@
 #   RabbitMQ             the rabbitmq backbone tests     (.ci/rabbitmq-setup.sh)
 #   Python Threat Bus    the differential interop test  (.ci/python-threatbus-setup.sh)
 #   Suricata 7 + suricata-threatbus   the zmq end-to-end test (.ci/suricata-setup.sh)
+#   openssl s_client     the zeek plugin's TLS test (Debian package openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null || ! command -v c++ >/dev/null; then
+if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null || ! command -v openssl >/dev/null \
+    || ! dpkg -s libssl-dev >/dev/null 2>&1; then
     apt-get update
-    apt-get install -y --no-install-recommends build-essential pkg-config
+    apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev openssl
 fi
 
 bash .ci/rabbitmq-setup.sh

@@ -83,6 +83,7 @@ pub mod logging;
 pub mod message;
 pub mod plugin;
 pub mod queue;
+pub mod random;
 
 pub use abi::{PluginError, PluginKind};
 pub use message::{Message, MessageKind};

@@ -24,7 +24,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, TryRngCore};
 use serde_json::Value;
 use threatbus_plugin_api::{Overflow, Queue};
 
@@ -171,8 +170,7 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Rejection> {
 /// A p2p topic: 32 lowercase letters from the operating system's CSPRNG
 /// (`getrandom`, via `rand::rngs::OsRng`), sampled uniformly.
 pub fn random_p2p_topic() -> String {
-    let mut rng = rand::rngs::OsRng.unwrap_err();
-    (0..P2P_TOPIC_LEN).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect()
+    threatbus_plugin_api::random::lowercase_letters(P2P_TOPIC_LEN)
 }
 
 /// What the registry needs from the bus; implemented by the host handle.
