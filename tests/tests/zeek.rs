@@ -247,3 +247,89 @@ fn openssl_s_client_completes_broker_anonymous_tls() {
     assert!(text.contains("Cipher is AECDH-AES256-SHA"), "{text}");
     assert!(text.contains("TLSv1.2"), "{text}");
 }
+
+/// Creates a CA and a certificate signed by it for `name` in `dir` with the
+/// openssl command line; returns (ca, cert, key) paths.
+fn certificates(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    if !dir.join("ca.pem").exists() {
+        run(&["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "ca.key"]);
+        run(&["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=test CA", "-days", "2", "-out", "ca.pem"]);
+    }
+    run(&["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", &format!("{name}.key")]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        &format!("{name}.key"),
+        "-subj",
+        &format!("/CN={name}"),
+        "-out",
+        &format!("{name}.csr"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{name}.csr"),
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &format!("{name}.pem"),
+    ]);
+    (dir.join("ca.pem"), dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+}
+
+/// `tls: certificates`: a Zeek with a certificate of the CA peers; one
+/// without a certificate is refused at the TLS handshake.
+#[test]
+fn certificates_mode_verifies_the_peer() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(scratch.path(), "threatbus");
+    let (_, zeek_cert, zeek_key) = certificates(scratch.path(), "zeek");
+    let tls = format!(
+        "certificates\n      ssl_cafile: {}\n      ssl_certificate: {}\n      ssl_keyfile: {}",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let mut bus = ZeekBus::start(&tls);
+
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+    let connect = |with_cert: bool| {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_ca_file(&ca).unwrap();
+        if with_cert {
+            b.set_certificate_file(&zeek_cert, SslFiletype::PEM).unwrap();
+            b.set_private_key_file(&zeek_key, SslFiletype::PEM).unwrap();
+        }
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", bus.zeek_port)).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        b.build().connect("threatbus", tcp)
+    };
+    let stream = connect(true).expect("TLS with certificates");
+    let mut zeek = FakeZeek::peer(Box::new(stream), LOW_ID, &["threatbus/manage"]);
+    zeek.subscribe("stix2/indicator", 0);
+
+    // Without a certificate the server refuses (TLS 1.3 may report it only
+    // on the first read).
+    let refused = match connect(false) {
+        Err(_) => true,
+        Ok(mut s) => {
+            let mut buf = [0u8; 16];
+            std::io::Read::read(&mut s, &mut buf).map_or(true, |n| n == 0)
+        }
+    };
+    assert!(refused, "a peer without a certificate was accepted");
+    bus.zmq.bus.wait_for("TLS handshake with");
+    let st = bus.zmq.bus.terminate();
+    assert!(st.success(), "{st:?}");
+}
