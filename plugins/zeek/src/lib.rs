@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod config;
 mod events;
 mod forwarder;

@@ -4,12 +4,12 @@
 //! zeek app on OS-chosen ports.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use threatbus_app_zeek::client::{self, Client};
 use threatbus_app_zeek::value::{self, Value};
-use threatbus_app_zeek::wire::{read_filter, EndpointId, Envelope, EnvelopeType, Handshake, NIL};
+use threatbus_app_zeek::wire::{read_filter, EndpointId, Envelope, EnvelopeType, NIL};
 use threatbus_app_zeek::Event;
 use threatbus_integration_tests::*;
 
@@ -37,13 +37,12 @@ impl ZeekBus {
     }
 }
 
-/// Read or write on the peering's stream (TCP or TLS).
-pub trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+pub use threatbus_app_zeek::client::Stream;
 
-/// The connecting side of a peering.
+/// The connecting side of a peering (the plugin's client, with the checks
+/// a test wants on top).
 pub struct FakeZeek {
-    pub stream: Box<dyn Stream>,
+    client: Client,
     pub id: EndpointId,
     pub bus_id: EndpointId,
     pub bus_filter: Vec<String>,
@@ -74,58 +73,27 @@ pub fn connect_anonymous_tls(port: u16) -> Box<dyn Stream> {
 }
 
 pub fn write_frame(s: &mut dyn Stream, payload: &[u8]) {
-    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(payload);
-    s.write_all(&frame).unwrap();
-    s.flush().unwrap();
+    client::write_frame(s, payload).unwrap();
 }
 
 /// The next frame, or `None` once the connection is closed.
 pub fn read_frame(s: &mut dyn Stream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    Some(buf)
-}
-
-fn handshake_msg(s: &mut dyn Stream) -> Handshake {
-    let frame = read_frame(s).expect("a handshake message");
-    Handshake::decode(&frame).unwrap_or_else(|e| panic!("invalid handshake message {frame:02x?}: {e}"))
+    client::read_frame(s, 1 << 24).ok().flatten()
 }
 
 impl FakeZeek {
-    /// Peers as Zeek does: hello, then whichever role the ids decide.
-    pub fn peer(mut stream: Box<dyn Stream>, id: EndpointId, filter: &[&str]) -> FakeZeek {
-        let filter: Vec<String> = filter.iter().map(|s| s.to_string()).collect();
-        let s = stream.as_mut();
-        assert_eq!(handshake_msg(s), Handshake::Probe, "the acceptor sends a probe first");
-        write_frame(s, &Handshake::Hello { id, min_version: 1, max_version: 1 }.encode());
-        let (bus_id, bus_filter) = match handshake_msg(s) {
-            Handshake::Hello { id: bus_id, min_version: 1, max_version: 1 } => {
-                assert!(id < bus_id, "the bus says hello only when the peer's id is smaller");
-                write_frame(s, &Handshake::VersionSelect { id, version: 1 }.encode());
-                write_frame(s, &Handshake::OriginatorSyn { filter: filter.clone() }.encode());
-                let Handshake::ResponderSynAck { filter: bus_filter } = handshake_msg(s) else { panic!("no syn-ack") };
-                write_frame(s, &Handshake::OriginatorAck.encode());
-                (bus_id, bus_filter)
-            }
-            Handshake::VersionSelect { id: bus_id, version: 1 } => {
-                assert!(bus_id < id, "the bus originates only when its id is smaller");
-                let Handshake::OriginatorSyn { filter: bus_filter } = handshake_msg(s) else { panic!("no syn") };
-                write_frame(s, &Handshake::ResponderSynAck { filter: filter.clone() }.encode());
-                assert_eq!(handshake_msg(s), Handshake::OriginatorAck);
-                (bus_id, bus_filter)
-            }
-            other => panic!("unexpected handshake message {other:?}"),
-        };
-        FakeZeek { stream, id, bus_id, bus_filter }
+    /// Peers as Zeek does and checks that the ids decided the roles.
+    pub fn peer(stream: Box<dyn Stream>, id: EndpointId, filter: &[&str]) -> FakeZeek {
+        let client = Client::peer(stream, id, filter, "Tenzir").expect("peering");
+        let (bus_id, bus_filter) = (client.bus_id, client.bus_filter.clone());
+        FakeZeek { client, id, bus_id, bus_filter }
     }
 
     pub fn send_envelope(&mut self, env: &Envelope) {
-        write_frame(self.stream.as_mut(), &env.encode());
+        self.client.send_envelope(env).unwrap();
     }
 
+    /// Sends an event named exactly `name` (with or without namespace).
     pub fn send_event(&mut self, topic: &str, name: &str, args: Vec<Value>) {
         let payload = value::encode(&Event { name: name.to_string(), args }.to_value());
         self.send_envelope(&Envelope {
@@ -138,51 +106,22 @@ impl FakeZeek {
         });
     }
 
-    pub fn send_routing_update(&mut self, filter: &[&str]) {
-        let mut payload = Vec::new();
-        let filter: Vec<String> = filter.iter().map(|s| s.to_string()).collect();
-        threatbus_app_zeek::wire::put_filter(&mut payload, &filter);
-        self.send_envelope(&Envelope {
-            sender: self.id,
-            receiver: self.bus_id,
-            kind: EnvelopeType::RoutingUpdate,
-            ttl: 16,
-            topic: "<$>".into(),
-            payload,
-        });
-    }
-
     /// The next envelope, or `None` once the bus closed the connection.
     pub fn recv(&mut self) -> Option<Envelope> {
-        let frame = read_frame(self.stream.as_mut())?;
-        Some(Envelope::decode(&frame).expect("a valid envelope"))
+        self.client.recv().ok().flatten()
     }
 
     /// The next data message as (topic, event).
     pub fn recv_event(&mut self) -> (String, Event) {
-        loop {
-            let env = self.recv().expect("the bus closed the connection");
-            if env.kind != EnvelopeType::Data {
-                continue;
-            }
-            let v = value::decode(&env.payload).expect("a Broker value");
-            return (env.topic, Event::from_value(&v).expect("a Zeek event"));
-        }
+        self.client.recv_event().expect("an event")
     }
 
-    /// Subscribes as `threatbus.zeek` does; returns the p2p topic.
+    /// Subscribes as `threatbus.zeek` does; returns the p2p topic after
+    /// checking its form (topic + 10 lowercase letters).
     pub fn subscribe(&mut self, topic: &str, snapshot_ns: i64) -> String {
-        self.send_event(
-            "threatbus/manage",
-            "Tenzir::subscribe",
-            vec![Value::string(topic), Value::Timespan(snapshot_ns)],
-        );
-        let (t, ack) = self.recv_event();
-        assert_eq!((t.as_str(), ack.name.as_str()), ("threatbus/manage", "Tenzir::subscription_acknowledged"));
-        let p2p = ack.args[0].as_str().expect("p2p topic").to_string();
+        let p2p = self.client.subscribe(topic, snapshot_ns).expect("subscription");
         assert!(p2p.starts_with(topic) && p2p.len() == topic.len() + 10, "{p2p}");
         assert!(p2p[topic.len()..].bytes().all(|b| b.is_ascii_lowercase()), "{p2p}");
-        self.send_routing_update(&["threatbus/manage", &p2p]);
         p2p
     }
 }
