@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod zeek;
+
 #[derive(Parser)]
 #[command(about = "Benchmark of the threatbus zmq path against a plain ZeroMQ relay")]
 struct Args {
@@ -67,6 +69,16 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The zeek path: indicators from a zmq publisher to N fake Zeek peers
+    /// (Broker protocol, the plugin's client), and sightings back.
+    Zeek {
+        /// Fake Zeek peers per run (comma separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        peers: Vec<usize>,
+        /// `anonymous` (Broker's default TLS) or `none`.
+        #[arg(long, default_value = "anonymous", value_parser = ["anonymous", "none"])]
+        tls: String,
+    },
     /// The plain relay (used internally): SUB bound on --sub, PUB bound on --pub.
     Relay {
         #[arg(long)]
@@ -126,13 +138,19 @@ fn artifacts(args: &Args) -> PathBuf {
 }
 
 fn start_bus(art: &Path) -> Target {
+    start_bus_with(art, &[], "")
+}
+
+/// Starts the bus with inmem, zmq, the `extra` plugin libraries and the
+/// `apps` config lines (indented for `plugins.apps`).
+fn start_bus_with(art: &Path, extra: &[&str], apps: &str) -> Target {
     let dir = std::env::temp_dir().join(format!("threatbus-bench-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let plugins = dir.join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for lib in ["libthreatbus_backbone_inmem.so", "libthreatbus_app_zmq.so"] {
+    for lib in ["libthreatbus_backbone_inmem.so", "libthreatbus_app_zmq.so"].iter().chain(extra) {
         let src = art.join(lib);
         assert!(src.exists(), "{} missing: build with --release first", src.display());
         std::fs::copy(&src, plugins.join(lib)).unwrap();
@@ -143,7 +161,7 @@ fn start_bus(art: &Path) -> Target {
     std::fs::write(
         &config,
         format!(
-            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n"
+            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{apps}    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n"
         ),
     )
     .unwrap();
@@ -552,9 +570,10 @@ fn opt(v: &[f64], digits: usize) -> String {
 
 fn main() {
     let args = Args::parse();
-    if let Some(Cmd::Relay { sub, r#pub, hwm }) = args.cmd {
-        relay(sub, r#pub, hwm);
-        return;
+    match &args.cmd {
+        Some(Cmd::Relay { sub, r#pub, hwm }) => return relay(*sub, *r#pub, *hwm),
+        Some(Cmd::Zeek { peers, tls }) => return zeek::run(&args, peers, tls),
+        None => {}
     }
     // Precise sleeps for the fixed-rate runs.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };

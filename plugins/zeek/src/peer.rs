@@ -386,7 +386,11 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(e) => break End::Error(e),
             },
             Some(env) = rx.recv() => {
-                if env.kind == EnvelopeType::Data && !wants(&peering.filter, &env.topic) {
+                // Data goes out when the peer's filter wants it, and always on
+                // its own p2p topics: snapshot results may come before the
+                // routing update that adds the topic to its filter.
+                let own = peering.subscriptions.iter().any(|s| s.p2p == env.topic);
+                if env.kind == EnvelopeType::Data && !own && !wants(&peering.filter, &env.topic) {
                     continue;
                 }
                 if let Err(e) = write_frame(&mut writer, &env.encode()).await {
