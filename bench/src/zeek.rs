@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use threatbus_app_zeek::client::{Client, Stream};
 use threatbus_app_zeek::value::Value;
 
-use crate::{artifacts, fmt_rate, frame, free_port, median, publisher, start_bus_with, subscribe, warm_up, Args, WARMUP};
+use crate::{
+    artifacts, fmt_rate, frame, free_port, median, publisher, start_bus_with, subscribe, warm_up, Args, WARMUP,
+};
 
 fn connect(port: u16, tls: &str) -> Box<dyn Stream> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the zeek plugin");
@@ -82,8 +84,13 @@ fn run_once(args: &Args, peers: usize, tls: &str, tag: u32) -> (f64, f64, u64) {
 
     // Sightings: each Zeek sends its share; one zmq subscriber counts them.
     let sub = crate::ctx().socket(zmq::SUB).unwrap();
-    let r = crate::request(&t.host, t.manage.unwrap(), r#"{"action": "subscribe", "topic": "stix2/sighting", "snapshot": 0}"#, 5000)
-        .expect("subscribe");
+    let r = crate::request(
+        &t.host,
+        t.manage.unwrap(),
+        r#"{"action": "subscribe", "topic": "stix2/sighting", "snapshot": 0}"#,
+        5000,
+    )
+    .expect("subscribe");
     let v: serde_json::Value = serde_json::from_str(&r).unwrap();
     sub.set_rcvhwm(0).unwrap();
     sub.connect(&format!("tcp://127.0.0.1:{}", t.pub_port)).unwrap();
@@ -92,8 +99,12 @@ fn run_once(args: &Args, peers: usize, tls: &str, tag: u32) -> (f64, f64, u64) {
     let sighting = |c: &mut Client, n: u64| {
         let id = format!("indicator--{WARMUP:08x}-0000-4000-8000-{n:012x}");
         let ctx = Value::Table(vec![(Value::string("noisy"), Value::Bool(false))]);
-        c.send_event("stix2/sighting", "sighting", vec![Value::Timestamp(1_700_000_000_000_000_000), Value::string(&id), ctx])
-            .unwrap();
+        c.send_event(
+            "stix2/sighting",
+            "sighting",
+            vec![Value::Timestamp(1_700_000_000_000_000_000), Value::string(&id), ctx],
+        )
+        .unwrap();
     };
     loop {
         sighting(&mut zeeks[0], 0);
@@ -135,7 +146,10 @@ fn run_once(args: &Args, peers: usize, tls: &str, tag: u32) -> (f64, f64, u64) {
 }
 
 pub fn run(args: &Args, peers: &[usize], tls: &str) {
-    println!("threatbus-bench zeek: N={} indicators per run, peers {peers:?}, TLS {tls}, {} runs", args.count, args.runs);
+    println!(
+        "threatbus-bench zeek: N={} indicators per run, peers {peers:?}, TLS {tls}, {} runs",
+        args.count, args.runs
+    );
     let mut tag = 0x2e00_0000;
     for &k in peers {
         let (mut ind, mut sig) = (Vec::new(), Vec::new());
@@ -143,7 +157,12 @@ pub fn run(args: &Args, peers: &[usize], tls: &str) {
         for run in 0..args.runs {
             tag += 1;
             let (i, s, l) = run_once(args, k, tls, tag);
-            println!("  run {} K={k}: {} intel events/s per Zeek, {} sightings/s, lost {l}", run + 1, fmt_rate(i), fmt_rate(s));
+            println!(
+                "  run {} K={k}: {} intel events/s per Zeek, {} sightings/s, lost {l}",
+                run + 1,
+                fmt_rate(i),
+                fmt_rate(s)
+            );
             ind.push(i);
             sig.push(s);
             lost += l;
