@@ -222,6 +222,35 @@ mod tests {
         assert_eq!(Event::from_value(&Value::Vector(vec![Value::Count(1), Value::Count(2), Value::None])), None);
     }
 
+    /// The acknowledgement, unsubscribe and sighting payloads, byte for byte.
+    #[test]
+    fn management_and_sighting_vectors() {
+        let event = |name: &str, args: Vec<Value>| encode(&Event { name: name.into(), args }.to_value());
+        let p2p = Value::string("stix2/indicatorqwertzuiop");
+        let head = "0e03 020000000000000001 020000000000000001 0e02";
+        assert_eq!(
+            event("Tenzir::subscription_acknowledged", vec![p2p.clone()]),
+            hex(&format!(
+                "{head} 0521 54656e7a69723a3a737562736372697074696f6e5f61636b6e6f776c6564676564 0e01 0519 73746978322f696e64696361746f7271776572747a75696f70"
+            ))
+        );
+        assert_eq!(
+            event("Tenzir::unsubscribe", vec![p2p]),
+            hex(&format!(
+                "{head} 0513 54656e7a69723a3a756e737562736372696265 0e01 0519 73746978322f696e64696361746f7271776572747a75696f70"
+            ))
+        );
+        let sighting = hex(&format!(
+            "{head} 0510 54656e7a69723a3a7369676874696e67 0e03 09 17a668b7375cff15
+             052f 696e64696361746f722d2d64653063336433662d303265652d343038362d383866312d353132303061633833316637
+             0d01 0505 6e6f697379 0100"
+        ));
+        let e = Event::from_value(&decode(&sighting).unwrap()).unwrap();
+        assert_eq!(e.name, "Tenzir::sighting");
+        let s = super::sighting(&e.args[0], &e.args[1], &e.args[2]).unwrap();
+        assert_eq!(s.sighting_of_ref(), "indicator--de0c3d3f-02ee-4086-88f1-51200ac831f7");
+    }
+
     #[test]
     fn intel_event_vector() {
         let e = intel_event("Tenzir", &indicator("[domain-name:value = 'evil.com']", None)).unwrap();
