@@ -187,10 +187,7 @@ mod tests {
     use super::*;
     use crate::value::{decode, encode};
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::testutil::hex;
 
     fn indicator(pattern: &str, update: Option<&str>) -> Indicator {
         let mut v = serde_json::json!({

@@ -28,6 +28,8 @@ mod events;
 mod forwarder;
 mod peer;
 mod server;
+#[cfg(test)]
+mod testutil;
 mod tls;
 pub mod value;
 pub mod wire;

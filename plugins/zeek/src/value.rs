@@ -361,10 +361,7 @@ pub fn encode(v: &Value) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::testutil::hex;
 
     /// The byte vectors of Broker's value format, both ways.
     #[test]
@@ -414,13 +411,7 @@ mod tests {
     /// Round trips of generated values (a small deterministic generator).
     #[test]
     fn round_trips() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1d);
         fn gen(next: &mut impl FnMut() -> u64, depth: usize) -> Value {
             let pick = next() % if depth > 3 { 12 } else { 15 };
             match pick {

@@ -264,10 +264,7 @@ impl Envelope {
 mod tests {
     use super::*;
 
-    pub(crate) fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::testutil::hex;
 
     const ZEEK: &str = "5746d8ee36445bd29f54d5a44c26c2a1";
     const TB: &str = "c0551e8d392b509ba47bae46f75befac";
@@ -324,13 +321,7 @@ mod tests {
     /// test run; the inputs are deterministic).
     #[test]
     fn random_bytes_are_errors_not_panics() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
             let len = (next() % 64) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
