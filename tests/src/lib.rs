@@ -111,9 +111,23 @@ impl PluginDir {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks one).
+/// A TCP port on 127.0.0.1 that is free now, for a process under test to bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    // Not from the kernel's ephemeral range (32768 and up on Linux): a port
+    // from there can be taken by any outgoing connection (e.g. a bus's own
+    // AMQP client) before the process under test binds it. Each test
+    // process walks its own sequence through 20000..32000 and skips ports
+    // in use.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % 12_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((start + n.wrapping_mul(7)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 #[derive(Default)]

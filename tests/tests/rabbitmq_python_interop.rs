@@ -82,7 +82,8 @@ impl PyBus {
 
     fn subscribe(&self, topic: Value, snapshot: u64) -> Client {
         let req = json!({"action": "subscribe", "topic": topic, "snapshot": snapshot}).to_string();
-        let raw = request_raw(self.ports.manage, &[req.as_bytes()]);
+        let raw = try_request_raw(self.ports.manage, &[req.as_bytes()])
+            .unwrap_or_else(|| panic!("the Python bus did not answer a subscription; its output:\n{}", self.log()));
         let reply: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("reply {raw:?}: {e}"));
         assert_eq!(reply["status"], "success", "{reply}");
         Client::connect(self.ports.pub_port, reply["topic"].as_str().expect("p2p").to_string())

@@ -134,14 +134,21 @@ fn bound_ports(log: &str) -> Ports {
 /// One REQ round trip to the management port (a new socket per request,
 /// like the Python apps).
 pub fn request_raw(manage: u16, frames: &[&[u8]]) -> String {
+    try_request_raw(manage, frames).unwrap_or_else(|| panic!("no management reply within {WAIT:?}"))
+}
+
+/// Like [`request_raw`]; `None` when no reply came within [`WAIT`].
+pub fn try_request_raw(manage: u16, frames: &[&[u8]]) -> Option<String> {
     let s = zctx().socket(zmq::REQ).unwrap();
     s.set_linger(0).unwrap();
     s.connect(&format!("tcp://127.0.0.1:{manage}")).unwrap();
     s.send_multipart(frames.iter().copied(), 0).unwrap();
-    assert!(s.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap() > 0, "no management reply within {WAIT:?}");
+    if s.poll(zmq::POLLIN, WAIT.as_millis() as i64).unwrap() == 0 {
+        return None;
+    }
     let parts = s.recv_multipart(0).unwrap();
     assert_eq!(parts.len(), 1, "management replies are single frames");
-    String::from_utf8(parts.into_iter().next().unwrap()).expect("reply is UTF-8")
+    Some(String::from_utf8(parts.into_iter().next().unwrap()).expect("reply is UTF-8"))
 }
 
 /// One delivered frame `<p2p><type> <json>`.
