@@ -24,9 +24,9 @@ pub unsafe extern "C" fn inq(p: *const c_void) -> Queue {
     unsafe { ctx(p) }.bus.inq.clone()
 }
 
-pub unsafe extern "C" fn parse(p: *const c_void, kind: MessageKind, json: RStr<'_>) -> RResult<Message, RString> {
-    // SAFETY: plugins pass back the `ctx` of their table.
-    let _ = unsafe { ctx(p) };
+/// Validation needs no plugin context; `ctx` is part of the signature so
+/// that later versions may use it.
+pub unsafe extern "C" fn parse(_ctx: *const c_void, kind: MessageKind, json: RStr<'_>) -> RResult<Message, RString> {
     let r = catch_unwind(|| crate::validate::parse(kind, json.as_str()))
         .unwrap_or_else(|_| Err("the host's validator panicked on this input".to_string()));
     match r {
