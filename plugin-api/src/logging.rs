@@ -6,6 +6,8 @@
 //! plugins simply use `log::info!` and friends. Plugins must not install a
 //! logger of their own (`env_logger::init()` would fail).
 
+use std::time::{Duration, Instant};
+
 use abi_stable::{std_types::RStr, StableAbi};
 
 use crate::Host;
@@ -39,6 +41,45 @@ pub fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out.escape_debug().to_string()
+}
+
+/// Limits how often bad input is logged, so that a broken peer cannot flood
+/// the log: at most `burst` lines per `window`, then, when the window ends,
+/// one line saying how many occurrences went unlogged.
+pub struct LogLimiter {
+    what: &'static str,
+    window: Duration,
+    burst: u32,
+    start: Instant,
+    count: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// A limiter for occurrences of `what` (e.g. "invalid messages from
+    /// apps"), which names them in the summary line.
+    pub fn new(what: &'static str, window: Duration, burst: u32) -> Self {
+        Self { what, window, burst, start: Instant::now(), count: 0, suppressed: 0 }
+    }
+
+    /// Whether to log this occurrence.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.start) >= self.window {
+            if self.suppressed > 0 {
+                log::warn!("{} more {} were dropped without a log line", self.suppressed, self.what);
+            }
+            self.start = now;
+            self.count = 0;
+            self.suppressed = 0;
+        }
+        if self.count < self.burst {
+            self.count += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// Converts a log level to its wire value.
@@ -131,7 +172,21 @@ pub fn install_forwarding_logger(host: Host, plugin_name: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::excerpt;
+    use std::time::{Duration, Instant};
+
+    use super::{excerpt, LogLimiter};
+
+    #[test]
+    fn limiter_bounds_log_lines_per_window() {
+        let t0 = Instant::now();
+        let mut l = LogLimiter::new("tests", Duration::from_secs(10), 3);
+        l.start = t0;
+        let allowed = (0..10).filter(|_| l.allow(t0)).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(l.suppressed, 7);
+        assert!(l.allow(t0 + Duration::from_secs(11)));
+        assert_eq!(l.suppressed, 0);
+    }
 
     #[test]
     fn excerpt_is_short_and_single_line() {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use threatbus_plugin_api::logging::excerpt;
+use threatbus_plugin_api::logging::{excerpt, LogLimiter};
 use threatbus_plugin_api::{Host, Message, MessageKind, Queue, SendError};
 
 /// The SUB socket's subscriptions, as in the original.
@@ -60,41 +60,6 @@ pub fn decode_frame(host: &Host, frame: &[u8]) -> Result<Message, Rejected> {
     host.parse(kind, json).map_err(|reason| Rejected::Invalid { topic: topic.to_string(), reason })
 }
 
-/// Limits how often bad input is logged, so a broken app cannot flood the
-/// log: at most `burst` lines per `window`, then one summary line.
-pub struct LogLimiter {
-    window: Duration,
-    burst: u32,
-    start: Instant,
-    count: u32,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    pub fn new(window: Duration, burst: u32) -> Self {
-        Self { window, burst, start: Instant::now(), count: 0, suppressed: 0 }
-    }
-
-    /// Whether to log this occurrence.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.start) >= self.window {
-            if self.suppressed > 0 {
-                log::warn!("{} more invalid messages from apps were dropped without a log line", self.suppressed);
-            }
-            self.start = now;
-            self.count = 0;
-            self.suppressed = 0;
-        }
-        if self.count < self.burst {
-            self.count += 1;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
-    }
-}
-
 /// Puts a message into `inq`, waiting while it is full but giving up when
 /// the plugin stops. Returns false if the message was not accepted.
 fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
@@ -115,7 +80,7 @@ const BATCH: usize = 64;
 /// readable (the plugin stops).
 pub fn run(host: Host, socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
     let mut frame = zmq::Message::new();
-    let mut limiter = LogLimiter::new(Duration::from_secs(10), 20);
+    let mut limiter = LogLimiter::new("invalid messages from apps", Duration::from_secs(10), 20);
     // True while skipping the remaining parts of a multipart message.
     let mut skipping = false;
     let mut batch = Vec::with_capacity(BATCH);
@@ -215,17 +180,5 @@ mod tests {
         assert!(matches!(split_frame(&[0xff, b' ', b'{', b'}']), Err(Rejected::NotUtf8)));
         assert!(matches!(split_frame(b"threatbus/snapshotenvelopeX {}"), Err(Rejected::UnknownTopic(_))));
         assert!(matches!(split_frame(b"stix2/malware {}"), Err(Rejected::UnknownTopic(_))));
-    }
-
-    #[test]
-    fn limiter_bounds_log_lines_per_window() {
-        let t0 = Instant::now();
-        let mut l = LogLimiter::new(Duration::from_secs(10), 3);
-        l.start = t0;
-        let allowed = (0..10).filter(|_| l.allow(t0)).count();
-        assert_eq!(allowed, 3);
-        assert_eq!(l.suppressed, 7);
-        assert!(l.allow(t0 + Duration::from_secs(11)));
-        assert_eq!(l.suppressed, 0);
     }
 }
