@@ -62,6 +62,13 @@ impl Intake {
     fn invalid(&mut self, why: &str, body: &[u8]) {
         self.counters.invalid.fetch_add(1, Ordering::Relaxed);
         if self.limiter.allow(Instant::now()) {
+            // The reason may quote input (the host's validation does): one
+            // line, bounded.
+            let why: String = why
+                .chars()
+                .take(300)
+                .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
+                .collect();
             log::warn!("Skipping a MISP attribute from {}: {why}; message: {}", self.source, excerpt(body));
         }
     }

@@ -173,7 +173,10 @@ pub fn attribute_to_indicator(attr: &Map<String, Value>, action: &str, now: Date
         .map_err(|_| Skip::Invalid(format!("attribute {uuid}: timestamp '{timestamp}' is not a Unix time")))?;
     let created = DateTime::from_timestamp(secs, 0)
         .ok_or_else(|| Skip::Invalid(format!("attribute {uuid}: timestamp {secs} is out of range")))?;
-    let pattern = pattern_of(&kind, &value).map_err(|why| Skip::Invalid(format!("attribute {uuid}: {why}")))?;
+    let pattern = pattern_of(&kind, &value).map_err(|why| match why {
+        Skip::Quiet(w) => Skip::Quiet(format!("attribute {uuid}: {w}")),
+        Skip::Invalid(w) => Skip::Invalid(format!("attribute {uuid}: {w}")),
+    })?;
     let mut ind = Map::new();
     let ts = |t: DateTime<Utc>| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true));
     ind.insert("type".into(), "indicator".into());
@@ -212,17 +215,19 @@ fn hash_name(kind: &str) -> Option<(&'static str, Option<usize>)> {
     })
 }
 
-fn check_hash(kind: &str, value: &str, len: Option<usize>) -> Result<(), String> {
+fn check_hash(kind: &str, value: &str, len: Option<usize>) -> Result<(), Skip> {
     match len {
         Some(n) if value.len() != n || !value.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Err(format!("'{value}' is not a valid {kind} hash"))
+            Err(Skip::Invalid(format!("'{value}' is not a valid {kind} hash")))
         }
         _ => Ok(()),
     }
 }
 
-/// The comparison of one point attribute, without brackets.
-fn comparison(kind: &str, value: &str) -> Result<String, String> {
+/// The comparison of one point attribute, without brackets. Types
+/// without a mapping are [`Skip::Quiet`]: MISP holds many that no IDS
+/// can use (comments, links, ports), and nothing is wrong with them.
+fn comparison(kind: &str, value: &str) -> Result<String, Skip> {
     let path = match kind {
         "ip" | "ip-src" | "ip-dst" if value.contains(':') => "ipv6-addr:value",
         "ip" | "ip-src" | "ip-dst" => "ipv4-addr:value",
@@ -233,7 +238,7 @@ fn comparison(kind: &str, value: &str) -> Result<String, String> {
         "filename" => "file:name",
         "regkey" => "windows-registry-key:key",
         "AS" => {
-            let n: i64 = value.trim().parse().map_err(|_| format!("'{value}' is not an AS number"))?;
+            let n: i64 = value.trim().parse().map_err(|_| Skip::Invalid(format!("'{value}' is not an AS number")))?;
             return Ok(format!("autonomous-system:number = {n}"));
         }
         "stix2-pattern" => {
@@ -251,14 +256,14 @@ fn comparison(kind: &str, value: &str) -> Result<String, String> {
                 check_hash(kind, value, len)?;
                 return Ok(format!("file:hashes.{name} = {}", literal(value)));
             }
-            None => return Err(format!("no STIX mapping for MISP attribute type '{kind}'")),
+            None => return Err(Skip::Quiet(format!("no STIX mapping for MISP attribute type '{kind}'"))),
         },
     };
     Ok(format!("{path} = {}", literal(value)))
 }
 
 /// The STIX pattern of an attribute type and value.
-pub fn pattern_of(kind: &str, value: &str) -> Result<String, String> {
+pub fn pattern_of(kind: &str, value: &str) -> Result<String, Skip> {
     let Some((first, second)) = kind.split_once('|') else {
         return Ok(format!("[{}]", comparison(kind, value)?));
     };
@@ -267,7 +272,7 @@ pub fn pattern_of(kind: &str, value: &str) -> Result<String, String> {
     let values: Vec<&str> = value.split('|').collect();
     if same_object {
         let [v1, v2] = values[..] else {
-            return Err(format!("'{kind}' needs two values separated by '|'"));
+            return Err(Skip::Invalid(format!("'{kind}' needs two values separated by '|'")));
         };
         let right = if kind == "regkey|value" {
             format!("windows-registry-key:values[*].data = {}", literal(v2))
@@ -279,7 +284,7 @@ pub fn pattern_of(kind: &str, value: &str) -> Result<String, String> {
     // Anything else as the original: one observation per part.
     let kinds: Vec<&str> = kind.split('|').collect();
     if values.len() < kinds.len() {
-        return Err(format!("'{kind}' needs {} values separated by '|'", kinds.len()));
+        return Err(Skip::Invalid(format!("'{kind}' needs {} values separated by '|'", kinds.len())));
     }
     let parts = kinds
         .iter()
