@@ -90,7 +90,10 @@ fn committed_offsets_carry_over_a_restart() {
     let yaml = kafka.misp_yaml("misp_attribute", "tb-restart");
     let id = |n: u64| format!("indicator--{}", uuid(TAG, 100 + n));
     let produce = |n: u64| {
-        kafka.produce("misp_attribute", &domain_notification(&uuid(TAG, 100 + n), "r.example", "add", true).to_string().into_bytes())
+        kafka.produce(
+            "misp_attribute",
+            &domain_notification(&uuid(TAG, 100 + n), "r.example", "add", true).to_string().into_bytes(),
+        )
     };
 
     // The bus logs every indicator it takes from MISP (debug), which shows

@@ -8,14 +8,15 @@
 //! `/opt/threatbus-python`); without them the test fails, saying how to
 //! get them (`bash tests/run.sh`).
 
+mod python_support;
 mod zmq_support;
 #[macro_use]
 mod rabbitmq_support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use python_support::*;
 use rabbitmq_support::*;
 use serde_json::{json, Value};
 use threatbus_integration_tests::*;
@@ -23,87 +24,17 @@ use zmq_support::*;
 
 const TAG: u32 = 0x0000_0c03;
 
-fn python_threatbus() -> PathBuf {
-    let venv = std::env::var_os("THREATBUS_PYTHON_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/threatbus-python"));
-    let bin = venv.join("bin/threatbus");
-    if bin.exists() {
-        return bin;
-    }
-    panic!(
-        "the Python Threat Bus is not installed at {}: run `bash tests/run.sh`, which installs it (or set THREATBUS_PYTHON_VENV)",
-        bin.display()
+/// The Python host with the rabbitmq backbone on the test's exchange and a
+/// zmq app on free ports.
+fn start_python_bus(bin: &Path, setup: &RmqSetup) -> PyBus {
+    let ports = Ports::free();
+    let plugins = format!(
+        "  backbones:\n    rabbitmq:\n      host: 127.0.0.1\n      port: {AMQP_PORT}\n      username: guest\n      password: guest\n      vhost: /\n      exchange_name: {}\n      queue:\n        name_suffix: {}\n        name_join_symbol: .\n        durable: false\n        auto_delete: true\n        lazy: true\n        exclusive: false\n        max_items: 0\n  apps:\n{}",
+        setup.exchange,
+        setup.suffix,
+        python_support::zmq_app_yaml(ports)
     );
-}
-
-/// The Python host: `threatbus -c config.yaml`, output in a file.
-struct PyBus {
-    child: Child,
-    ports: Ports,
-    dir: tempfile::TempDir,
-}
-
-impl PyBus {
-    fn start(bin: &PathBuf, setup: &RmqSetup) -> PyBus {
-        let ports = Ports::free();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = format!(
-            "logging:\n  console: true\n  console_verbosity: DEBUG\n  file: false\n  file_verbosity: INFO\n  filename: threatbus.log\nplugins:\n  backbones:\n    rabbitmq:\n      host: 127.0.0.1\n      port: {AMQP_PORT}\n      username: guest\n      password: guest\n      vhost: /\n      exchange_name: {}\n      queue:\n        name_suffix: {}\n        name_join_symbol: .\n        durable: false\n        auto_delete: true\n        lazy: true\n        exclusive: false\n        max_items: 0\n  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
-            setup.exchange, setup.suffix, ports.manage, ports.pub_port, ports.sub_port
-        );
-        std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
-        let out = std::fs::File::create(dir.path().join("out.log")).expect("log file");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg("config.yaml")
-            .current_dir(dir.path())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("start the Python threatbus");
-        PyBus { child, ports, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("out.log")).unwrap_or_default()
-    }
-
-    fn wait_for(&mut self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.log().contains(needle) {
-            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
-            assert!(!exited && Instant::now() < deadline, "Python bus: no {needle:?}; output:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn subscribe(&self, topic: Value, snapshot: u64) -> Client {
-        let req = json!({"action": "subscribe", "topic": topic, "snapshot": snapshot}).to_string();
-        let raw = try_request_raw(self.ports.manage, &[req.as_bytes()])
-            .unwrap_or_else(|| panic!("the Python bus did not answer a subscription; its output:\n{}", self.log()));
-        let reply: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("reply {raw:?}: {e}"));
-        assert_eq!(reply["status"], "success", "{reply}");
-        Client::connect(self.ports.pub_port, reply["topic"].as_str().expect("p2p").to_string())
-    }
-}
-
-impl Drop for PyBus {
-    fn drop(&mut self) {
-        // The Python bus handles SIGINT only.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    PyBus::start(bin, &plugins, ports, &[])
 }
 
 /// An indicator as Python serializes it, with a `created` whose
@@ -164,7 +95,7 @@ fn rust_and_python_hosts_share_one_exchange() {
     let rs_setup = RmqSetup::fresh();
     let py_setup = rs_setup.peer();
 
-    let mut py = PyBus::start(&py_bin, &py_setup);
+    let mut py = start_python_bus(&py_bin, &py_setup);
     py.wait_for("ZeroMQ app plugin started");
     py.wait_for("RabbitMQ backbone started.");
     // The Python consumer declares its queue asynchronously; wait until it

@@ -4,14 +4,17 @@
 //! Kept from the original `threatbus-misp`:
 //! * the filter (`orgs` on `Event.orgc_id`, string or number; `types`;
 //!   `tags` on the attribute's own tags; any filter entry may match);
-//! * indicator ids `indicator--<attribute uuid>`, `created` and `modified`
-//!   from the attribute timestamp, `valid_from` the time of mapping;
+//! * indicator ids `indicator--<attribute uuid>`, `created` from the
+//!   attribute timestamp, `valid_from` the time of mapping;
 //! * the type table, compound types (`a|b`) as `[a] AND [b]`, and the
 //!   pattern text the `stix2` library writes;
 //! * `to_ids: false` on a new attribute: no indicator; on an edit: a removal.
 //!
 //! Fixed, on purpose:
 //! * timestamps are UTC (the original read them as local time);
+//! * `modified` is the attribute timestamp (its last change in MISP), as
+//!   `created` is, so that one version of an attribute always maps to the
+//!   same indicator (the original wrote the time of mapping);
 //! * deletions (`delete`, `soft-delete`, `deleted: true`) become removals
 //!   (the original dropped them or re-added the indicator); a hard delete
 //!   carries no `Event`, so a removal is not held to the `orgs` filter:
