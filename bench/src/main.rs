@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod misp;
 mod zeek;
 
 #[derive(Parser)]
@@ -79,6 +80,9 @@ enum Cmd {
         #[arg(long, default_value = "anonymous", value_parser = ["anonymous", "none"])]
         tls: String,
     },
+    /// The misp path: MISP attributes from a MISP ZeroMQ publisher through
+    /// the misp plugin to a zmq subscriber, against the plain relay.
+    Misp,
     /// The plain relay (used internally): SUB bound on --sub, PUB bound on --pub.
     Relay {
         #[arg(long)]
@@ -573,6 +577,7 @@ fn main() {
     match &args.cmd {
         Some(Cmd::Relay { sub, r#pub, hwm }) => return relay(*sub, *r#pub, *hwm),
         Some(Cmd::Zeek { peers, tls }) => return zeek::run(&args, peers, tls),
+        Some(Cmd::Misp) => return misp::run(&args),
         None => {}
     }
     // Precise sleeps for the fixed-rate runs.
