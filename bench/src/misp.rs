@@ -107,7 +107,12 @@ pub fn run(args: &Args) {
         let tag = 0x3a00_0000 + run as u32 * 2;
         let (r, l) = relay_once(args, tag);
         let (b, lb) = bus_once(args, tag + 1);
-        println!("  run {}: bus {} attributes/s (lost {lb}), relay {} frames/s (lost {l})", run + 1, fmt_rate(b), fmt_rate(r));
+        println!(
+            "  run {}: bus {} attributes/s (lost {lb}), relay {} frames/s (lost {l})",
+            run + 1,
+            fmt_rate(b),
+            fmt_rate(r)
+        );
         bus.push(b);
         relay.push(r);
         lost_bus += lb;

@@ -225,7 +225,9 @@ fn sightings_reach_misp_and_snapshots_reach_only_the_requester() {
     bus.bus.wait_for("Reported sighting");
 
     // A snapshot: held at MISP until A is connected, then 5 attributes in
-    // pages of 2.
+    // pages of 2; the first search fails with a 500 and is repeated
+    // (searches change nothing).
+    rest.push_answers_for("/attributes/restSearch", &[Answer::Status(500)]);
     rest.hold();
     let a = bus.subscribe(json!("stix2/indicator"), 30);
     rest.wait_held(1);
@@ -241,13 +243,14 @@ fn sightings_reach_misp_and_snapshots_reach_only_the_requester() {
         assert!(got.insert(u), "twice: {v}");
     }
     assert_eq!(got, ids.iter().cloned().collect());
-    let searches = rest.wait_requests("/attributes/restSearch", 3);
+    let searches = rest.wait_requests("/attributes/restSearch", 4);
     let now = chrono::Utc::now().timestamp() as f64;
-    for (i, s) in searches.iter().enumerate() {
+    let pages: Vec<&Value> = searches.iter().map(|s| &s.body["page"]).collect();
+    assert_eq!(pages, [&json!(1), &json!(1), &json!(2), &json!(3)]);
+    for s in &searches {
         assert_eq!(s.body["returnFormat"], "json");
         assert_eq!(s.body["to_ids"], true);
         assert_eq!(s.body["limit"], 2);
-        assert_eq!(s.body["page"], i + 1);
         let from = s.body["from"].as_f64().expect("from is a number");
         assert!((from - (now - 30.0 * 86_400.0)).abs() < 3600.0, "from {from}, now {now}");
         assert_eq!(s.header("Authorization"), Some("test-key"));
@@ -265,7 +268,8 @@ fn sightings_reach_misp_and_snapshots_reach_only_the_requester() {
     assert_eq!(b_rest, vec![indicator_id(END_TAG, 3)]);
     let a_rest: Vec<String> = a.recv_until(&indicator_id(END_TAG, 3)).iter().map(|d| d.id()).collect();
     assert_eq!(a_rest, vec![indicator_id(END_TAG, 3)]);
-    assert_eq!(rest.wait_requests("/attributes/restSearch", 3).len(), 3, "more searches than pages");
+    assert_eq!(rest.wait_requests("/attributes/restSearch", 4).len(), 4, "more searches than pages");
+    assert!(bus.bus.log().contains("failed (MISP answered HTTP 500"), "{}", bus.bus.log());
     bus.bus.terminate();
 }
 
@@ -444,4 +448,26 @@ fn the_example_configs_misp_section_is_valid() {
     let mut bus = Bus::start(&yaml, dir.path());
     bus.wait_for("MISP app plugin started");
     assert!(bus.terminate().success(), "{}", bus.log());
+}
+
+#[test]
+fn tls_is_verified_unless_configured_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rest, ca) = MispRest::start_tls("test-key", dir.path());
+    let misp = MispZmq::bind();
+    let zmq = format!("zmq:\n  host: 127.0.0.1\n  port: {}", misp.port);
+    // Default (ssl: true): a certificate nobody trusts is refused.
+    let mut bus = start_bus(&format!("{zmq}\napi:\n  host: {}\n  key: test-key\n  retries: 0", rest.url()), &[]);
+    bus.bus.wait_for("is not usable yet");
+    assert!(rest.requests().is_empty(), "a request went through an untrusted TLS connection");
+    bus.bus.terminate();
+    // The CA file (here the self-signed certificate itself) is trusted.
+    let mut bus =
+        start_bus(&format!("{zmq}\napi:\n  host: {}\n  key: test-key\n  ssl: {}", rest.url(), ca.display()), &[]);
+    bus.bus.wait_for("Reporting sightings to MISP 2.4.200");
+    bus.bus.terminate();
+    // ssl: false, as the original's option, turns verification off.
+    let mut bus = start_bus(&format!("{zmq}\napi:\n  host: {}\n  key: test-key\n  ssl: false", rest.url()), &[]);
+    bus.bus.wait_for("Reporting sightings to MISP 2.4.200");
+    bus.bus.terminate();
 }

@@ -181,6 +181,7 @@ struct State {
 /// shapes, and can be made to fail, answer garbage, or stall.
 pub struct MispRest {
     pub port: u16,
+    scheme: &'static str,
     state: Arc<(Mutex<State>, Condvar)>,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
@@ -189,7 +190,39 @@ pub struct MispRest {
 impl MispRest {
     /// Starts the double on 127.0.0.1 with this API key.
     pub fn start(key: &str) -> MispRest {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("REST double"));
+        Self::serve(key, tiny_http::Server::http("127.0.0.1:0").expect("REST double"), "http")
+    }
+
+    /// Like [`MispRest::start`], over HTTPS with a self-signed certificate
+    /// for 127.0.0.1, written as PEM into `dir`; returns its path too.
+    pub fn start_tls(key: &str, dir: &std::path::Path) -> (MispRest, std::path::PathBuf) {
+        let (cert, pkey) = (dir.join("misp-cert.pem"), dir.join("misp-key.pem"));
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args([
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-keyout",
+            ])
+            .arg(&pkey)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the openssl command (Debian package openssl; bash tests/run.sh installs it)");
+        assert!(status.success(), "openssl req failed");
+        let ssl = tiny_http::SslConfig {
+            certificate: std::fs::read(&cert).unwrap(),
+            private_key: std::fs::read(&pkey).unwrap(),
+        };
+        let server = tiny_http::Server::https("127.0.0.1:0", ssl).expect("HTTPS REST double");
+        (Self::serve(key, server, "https"), cert)
+    }
+
+    fn serve(key: &str, server: tiny_http::Server, scheme: &'static str) -> MispRest {
+        let server = Arc::new(server);
         let port = server.server_addr().to_ip().expect("ip").port();
         let state = Arc::new((Mutex::new(State { key: key.into(), ..State::default() }), Condvar::new()));
         let (srv, st) = (server.clone(), state.clone());
@@ -201,11 +234,11 @@ impl MispRest {
                 std::thread::spawn(move || serve(req, &st));
             }
         });
-        MispRest { port, state, server, thread: Some(thread) }
+        MispRest { port, scheme, state, server, thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// The attributes restSearch finds.
@@ -218,7 +251,8 @@ impl MispRest {
         self.state.0.lock().unwrap().next.extend(answers.iter().map(|a| (None, a.clone())));
     }
 
-    /// Answers the next sightings of attribute `id` like this, in order.
+    /// Answers the next sightings of attribute `id`, or the next requests
+    /// to path `id` (e.g. `/attributes/restSearch`), like this, in order.
     pub fn push_answers_for(&self, id: &str, answers: &[Answer]) {
         self.state.0.lock().unwrap().next.extend(answers.iter().map(|a| (Some(id.to_string()), a.clone())));
     }
@@ -294,7 +328,7 @@ fn serve(mut req: tiny_http::Request, state: &Arc<(Mutex<State>, Condvar)>) {
         }
         s.waiting -= 1;
     }
-    let pos = s.next.iter().position(|(id, _)| id.as_ref().is_none_or(|id| body["id"] == id.as_str()));
+    let pos = s.next.iter().position(|(id, _)| id.as_ref().is_none_or(|id| body["id"] == id.as_str() || path == *id));
     let (status, text) = if let Some((_, answer)) = pos.and_then(|i| s.next.remove(i)) {
         match answer {
             Answer::Status(code) if code >= 500 => {
