@@ -269,7 +269,7 @@ fn sightings_reach_misp_and_snapshots_reach_only_the_requester() {
     let a_rest: Vec<String> = a.recv_until(&indicator_id(END_TAG, 3)).iter().map(|d| d.id()).collect();
     assert_eq!(a_rest, vec![indicator_id(END_TAG, 3)]);
     assert_eq!(rest.wait_requests("/attributes/restSearch", 4).len(), 4, "more searches than pages");
-    assert!(bus.bus.log().contains("failed (MISP answered HTTP 500"), "{}", bus.bus.log());
+    assert!(bus.bus.log().contains("restSearch failed (answered HTTP 500"), "{}", bus.bus.log());
     bus.bus.terminate();
 }
 
@@ -333,7 +333,7 @@ fn failing_slow_and_refusing_misp_never_blocks_intake() {
     c.recv_until(&indicator_id(END_TAG, 5));
     // Longer than api.timeout: given up (not repeated: it may have been
     // saved), logged; the next sighting goes through.
-    bus.bus.wait_for("no complete answer from MISP");
+    bus.bus.wait_for("MISP gave no complete answer");
     rest.release();
     publisher.sighting(&sighting(7, &ids[0], "2021-05-03T10:00:07Z"));
     bus.bus.wait_for_count("Reported sighting: {\"Sighting\":", 2);
@@ -362,7 +362,7 @@ fn unreachable_misp_is_a_warning_and_intake_runs() {
     publisher.sync(&[&c]);
     publisher.sighting(&sighting(1, &uuid(TAG, 1), "2021-05-03T10:00:01Z"));
     bus.bus.wait_for("Failed to add sighting to MISP");
-    assert!(bus.bus.log().contains("MISP not reachable"), "{}", bus.bus.log());
+    assert!(bus.bus.log().contains("MISP is not reachable"), "{}", bus.bus.log());
     let end = uuid(END_TAG, 6);
     misp.attribute(&domain_notification(&end, "end.example", "add", true));
     assert_eq!(recv_until_skipping_sync(&c, &format!("indicator--{end}")).len(), 1);

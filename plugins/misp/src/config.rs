@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use threatbus_http::Verify;
 
 /// The `plugins.apps.misp` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,39 +51,6 @@ fn default_page_size() -> usize {
     1_000
 }
 
-/// TLS verification of the REST API: on (the system's trust store), off,
-/// or a PEM file of trusted CA certificates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// Verify against the system's trust store.
-    System,
-    /// Do not verify (`ssl: false`).
-    Off,
-    /// Verify against the CA certificates in this PEM file.
-    CaFile(PathBuf),
-}
-
-impl<'de> Deserialize<'de> for Verify {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Path(PathBuf),
-        }
-        Ok(
-            match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected true, false or a CA file path"))? {
-                Raw::Bool(true) => Verify::System,
-                Raw::Bool(false) => Verify::Off,
-                Raw::Path(p) => Verify::CaFile(p),
-            },
-        )
-    }
-}
-
-fn default_verify() -> Verify {
-    Verify::System
-}
 fn default_timeout() -> f64 {
     10.0
 }
@@ -99,7 +67,7 @@ pub struct Api {
     /// Base URL, e.g. `https://misp.example.org`.
     pub host: String,
     /// TLS verification: `true` (default), `false` or a CA file.
-    #[serde(default = "default_verify")]
+    #[serde(default)]
     pub ssl: Verify,
     /// The API key (or set `key_file`; the environment variable
     /// `THREATBUS_PLUGINS__APPS__MISP__API__KEY` overrides this key).
@@ -133,21 +101,7 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// The API key, from `key` or `key_file`.
     pub fn read_key(&self) -> Result<String, String> {
-        match (&self.key, &self.key_file) {
-            (Some(_), Some(_)) => Err("api: set one of key and key_file, not both".into()),
-            (None, None) => Err("api.key: required (or api.key_file)".into()),
-            (Some(k), None) if k.trim().is_empty() => Err("api.key: must not be empty".into()),
-            (Some(k), None) => Ok(k.trim().to_string()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("api.key_file: cannot read {}: {e}", path.display()))?;
-                let key = text.lines().next().unwrap_or("").trim().to_string();
-                if key.is_empty() {
-                    return Err(format!("api.key_file: {} holds no key", path.display()));
-                }
-                Ok(key)
-            }
-        }
+        threatbus_http::read_secret(self.key.as_deref(), self.key_file.as_ref(), "api.key")
     }
 
     /// The request timeout.
@@ -274,11 +228,7 @@ impl Config {
             if !(api.retry_max_delay.is_finite() && api.retry_max_delay >= 0.0 && api.retry_max_delay <= 3600.0) {
                 return Err("api.retry_max_delay: seconds, 0 to 3600".into());
             }
-            if let Verify::CaFile(p) = &api.ssl {
-                if !p.is_file() {
-                    return Err(format!("api.ssl: CA file {} does not exist", p.display()));
-                }
-            }
+            api.ssl.check("api.ssl")?;
             api.read_key()?;
         }
         if self.max_message_size < 1024 {

@@ -13,7 +13,7 @@ use threatbus_plugin_api::{Host, MessageKind, Queue};
 
 use crate::config::Filter;
 use crate::mapping::{attribute_to_indicator, is_removal, is_whitelisted, Skip};
-use crate::Stopper;
+use threatbus_http::Stopper;
 
 /// Counts of what the intakes did, for the stop log line and tests.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use rdkafka::Message as _;
 
 use crate::config::Kafka;
 use crate::intake::{Flow, Intake};
-use crate::Stopper;
+use threatbus_http::Stopper;
 
 /// Creates the consumer and subscribes it (so that configuration errors
 /// surface at start, naming the property).

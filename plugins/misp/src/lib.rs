@@ -32,9 +32,9 @@ mod sightings;
 mod snapshots;
 mod zmq_intake;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -45,47 +45,10 @@ use threatbus_plugin_api::{
 
 pub use config::{Config, Filter, OrgId};
 use intake::{Intake, IntakeCounters};
+use threatbus_http::Stopper;
 
 /// The topic sightings are reported from.
 const SIGHTING_TOPIC: &str = "stix2/sighting";
-
-/// The plugin's stop signal: a flag for loops, and a wait that ends early
-/// when the plugin stops (for retry backoffs).
-#[derive(Default)]
-pub struct Stopper {
-    flag: AtomicBool,
-    lock: Mutex<()>,
-    cond: Condvar,
-}
-
-impl Stopper {
-    /// Signals every thread to stop.
-    pub fn stop(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.flag.store(true, Ordering::SeqCst);
-        self.cond.notify_all();
-    }
-
-    /// Whether the plugin is stopping.
-    pub fn is_stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// The flag, for queue sends that give up at stop.
-    pub fn flag(&self) -> &AtomicBool {
-        &self.flag
-    }
-
-    /// Waits `timeout` or until the plugin stops; true if it stopped.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (_guard, _) = self
-            .cond
-            .wait_timeout_while(guard, timeout, |_| !self.flag.load(Ordering::SeqCst))
-            .unwrap_or_else(|e| e.into_inner());
-        self.is_stopped()
-    }
-}
 
 /// Counts of what the REST side did.
 #[derive(Debug, Default)]

@@ -12,14 +12,17 @@ use threatbus_plugin_api::logging::LogLimiter;
 use threatbus_plugin_api::{MessageKind, Queue};
 
 use crate::mapping::sighting_body;
-use crate::rest::{Misp, RestError};
+use crate::rest::Misp;
 use crate::Shared;
+use threatbus_http::RestError;
 
 /// Reports sightings until `queue` is closed or the plugin stops.
 pub fn run(shared: Arc<Shared>, misp: Arc<Misp>, queue: Queue) {
     match misp.version() {
         Ok(v) => log::info!("Reporting sightings to MISP {v} at {}", misp.base()),
-        Err(e) => log::warn!("MISP at {} is not usable yet ({e}); sightings will be retried as they come", misp.base()),
+        Err(e) => {
+            log::warn!("MISP at {} is not usable yet (MISP {e}); sightings will be retried as they come", misp.base())
+        }
     }
     let mut failures = LogLimiter::new("failed sighting reports", Duration::from_secs(10), 20);
     let mut dropped_logged = 0;
@@ -51,7 +54,7 @@ pub fn run(shared: Arc<Shared>, misp: Arc<Misp>, queue: Queue) {
             Err(e) => {
                 shared.counters.sightings_failed.fetch_add(1, Ordering::Relaxed);
                 if failures.allow(Instant::now()) {
-                    log::error!("Failed to add sighting to MISP: {body} Error: {e}");
+                    log::error!("Failed to add sighting to MISP: {body} Error: MISP {e}");
                 }
             }
         }

@@ -21,8 +21,9 @@ use threatbus_stix::{MessageType, SnapshotRequest};
 
 use crate::config::Filter;
 use crate::mapping::{attribute_to_indicator, Skip};
-use crate::rest::{Misp, RestError};
+use crate::rest::Misp;
 use crate::Shared;
+use threatbus_http::RestError;
 
 /// Serves requests until the sender is dropped or the plugin stops.
 pub fn run(shared: Arc<Shared>, misp: Arc<Misp>, requests: Receiver<Message>, page_size: usize) {

@@ -5,7 +5,7 @@
 
 use crate::config::Zmq;
 use crate::intake::{Flow, Intake};
-use crate::Stopper;
+use threatbus_http::Stopper;
 
 /// The only MISP topic the plugin consumes.
 pub const TOPIC: &str = "misp_json_attribute";
