@@ -26,20 +26,15 @@ pub use ureq;
 
 /// TLS verification: on (the system's trust store), off, or a PEM file of
 /// trusted CA certificates. In config: `true`, `false` or a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Verify {
     /// Verify against the system's trust store.
+    #[default]
     System,
     /// Do not verify.
     Off,
     /// Verify against the CA certificates in this PEM file.
     CaFile(PathBuf),
-}
-
-impl Default for Verify {
-    fn default() -> Self {
-        Verify::System
-    }
 }
 
 impl<'de> Deserialize<'de> for Verify {
