@@ -4,12 +4,14 @@
 //! zmq app to MISP; snapshots from MISP to the requesting app only; a
 //! failing, slow or unreachable MISP never stops intake.
 
+mod http_double;
 mod misp_support;
 mod zmq_support;
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat};
+use http_double::Answer;
 use misp_support::*;
 use serde_json::{json, Value};
 use threatbus_integration_tests::*;

@@ -4,6 +4,7 @@
 //! No Kafka server can be installed from the registries this project
 //! reaches, so the mock cluster is the peer.
 
+mod http_double;
 mod misp_support;
 mod zmq_support;
 

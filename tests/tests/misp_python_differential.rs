@@ -16,6 +16,7 @@
 //! The Python bus runs with TZ=UTC: the original reads MISP timestamps as
 //! local time (fixed in ours), and in UTC both agree.
 
+mod http_double;
 mod misp_support;
 mod python_support;
 mod zmq_support;

@@ -6,15 +6,13 @@
 //! exports (`tests/fixtures/misp`).
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
-use std::io::Read;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use threatbus_integration_tests::*;
 
+use crate::http_double::*;
 use crate::zmq_support::*;
 
 /// The fixture files, in the order they are replayed.
@@ -138,229 +136,65 @@ pub fn recv_until_skipping_sync(c: &Client, until: &str) -> Vec<Delivery> {
     c.recv_until(until).into_iter().filter(|d| !is_sync(d)).collect()
 }
 
-/// One request the REST double got.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Value,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// How the double answers the next requests.
-#[derive(Debug, Clone)]
-pub enum Answer {
-    /// This status with MISP-like text (for 5xx an HTML error page).
-    Status(u16),
-    /// 200 with a body that is not JSON.
-    Garbage,
-}
-
-#[derive(Default)]
-struct State {
-    key: String,
-    requests: Vec<Recorded>,
-    attributes: Vec<Value>,
-    /// Answers for the next requests; with an id, only for sightings of
-    /// that attribute.
-    next: VecDeque<(Option<String>, Answer)>,
-    /// While true, requests wait before they are answered.
-    held: bool,
-    /// Requests waiting now.
-    waiting: usize,
-}
-
-/// MISP's REST API, enough of it for Threat Bus: checks the
-/// `Authorization` header, records every request, answers with MISP's
-/// shapes, and can be made to fail, answer garbage, or stall.
+/// MISP's REST API, enough of it for Threat Bus, on an [`HttpDouble`]:
+/// checks the `Authorization` header, answers `/servers/getVersion`,
+/// `/sightings/add` and `/attributes/restSearch` with MISP's shapes (and
+/// MISP's 403 for a wrong key).
 pub struct MispRest {
-    pub port: u16,
-    scheme: &'static str,
-    state: Arc<(Mutex<State>, Condvar)>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
+    pub http: HttpDouble,
+    attributes: Arc<Mutex<Vec<Value>>>,
+}
+
+impl std::ops::Deref for MispRest {
+    type Target = HttpDouble;
+    fn deref(&self) -> &HttpDouble {
+        &self.http
+    }
 }
 
 impl MispRest {
     /// Starts the double on 127.0.0.1 with this API key.
     pub fn start(key: &str) -> MispRest {
-        Self::serve(key, tiny_http::Server::http("127.0.0.1:0").expect("REST double"), "http")
+        let attributes = Arc::new(Mutex::new(Vec::new()));
+        let http = HttpDouble::start(Self::route(key, attributes.clone()));
+        MispRest { http, attributes }
     }
 
-    /// Like [`MispRest::start`], over HTTPS with a self-signed certificate
-    /// for 127.0.0.1, written as PEM into `dir`; returns its path too.
+    /// Like [`MispRest::start`], over HTTPS (see [`HttpDouble::start_tls`]).
     pub fn start_tls(key: &str, dir: &std::path::Path) -> (MispRest, std::path::PathBuf) {
-        let (cert, pkey) = (dir.join("misp-cert.pem"), dir.join("misp-key.pem"));
-        let status = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-            .args([
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-keyout",
-            ])
-            .arg(&pkey)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("the openssl command (Debian package openssl; bash tests/run.sh installs it)");
-        assert!(status.success(), "openssl req failed");
-        let ssl = tiny_http::SslConfig {
-            certificate: std::fs::read(&cert).unwrap(),
-            private_key: std::fs::read(&pkey).unwrap(),
-        };
-        let server = tiny_http::Server::https("127.0.0.1:0", ssl).expect("HTTPS REST double");
-        (Self::serve(key, server, "https"), cert)
-    }
-
-    fn serve(key: &str, server: tiny_http::Server, scheme: &'static str) -> MispRest {
-        let server = Arc::new(server);
-        let port = server.server_addr().to_ip().expect("ip").port();
-        let state = Arc::new((Mutex::new(State { key: key.into(), ..State::default() }), Condvar::new()));
-        let (srv, st) = (server.clone(), state.clone());
-        let thread = std::thread::spawn(move || {
-            for req in srv.incoming_requests() {
-                // One thread per request, so that a held request does not
-                // stop the others (as a real web server).
-                let st = st.clone();
-                std::thread::spawn(move || serve(req, &st));
-            }
-        });
-        MispRest { port, scheme, state, server, thread: Some(thread) }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+        let attributes = Arc::new(Mutex::new(Vec::new()));
+        let (http, ca) = HttpDouble::start_tls(Self::route(key, attributes.clone()), dir);
+        (MispRest { http, attributes }, ca)
     }
 
     /// The attributes restSearch finds.
     pub fn set_attributes(&self, attrs: Vec<Value>) {
-        self.state.0.lock().unwrap().attributes = attrs;
+        *self.attributes.lock().unwrap() = attrs;
     }
 
-    /// Answers the next requests (any path) like this, in order.
-    pub fn push_answers(&self, answers: &[Answer]) {
-        self.state.0.lock().unwrap().next.extend(answers.iter().map(|a| (None, a.clone())));
-    }
-
-    /// Answers the next sightings of attribute `id`, or the next requests
-    /// to path `id` (e.g. `/attributes/restSearch`), like this, in order.
-    pub fn push_answers_for(&self, id: &str, answers: &[Answer]) {
-        self.state.0.lock().unwrap().next.extend(answers.iter().map(|a| (Some(id.to_string()), a.clone())));
-    }
-
-    /// Holds every request until [`MispRest::release`].
-    pub fn hold(&self) {
-        self.state.0.lock().unwrap().held = true;
-    }
-
-    pub fn release(&self) {
-        self.state.0.lock().unwrap().held = false;
-        self.state.1.notify_all();
-    }
-
-    /// Waits until `n` requests are held.
-    pub fn wait_held(&self, n: usize) {
-        let (lock, cond) = &*self.state;
-        let deadline = Instant::now() + WAIT;
-        let mut s = lock.lock().unwrap();
-        while s.waiting < n {
-            assert!(Instant::now() < deadline, "no held request within {WAIT:?}");
-            s = cond.wait_timeout(s, Duration::from_millis(100)).unwrap().0;
-        }
-    }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.0.lock().unwrap().requests.clone()
-    }
-
-    /// Waits until `n` requests to `path` were recorded and returns them.
-    pub fn wait_requests(&self, path: &str, n: usize) -> Vec<Recorded> {
-        let (lock, cond) = &*self.state;
-        let deadline = Instant::now() + WAIT;
-        let mut s = lock.lock().unwrap();
-        loop {
-            let got: Vec<Recorded> = s.requests.iter().filter(|r| r.path == path).cloned().collect();
-            if got.len() >= n {
-                return got;
+    fn route(key: &str, attributes: Arc<Mutex<Vec<Value>>>) -> Route {
+        let key = key.to_string();
+        Box::new(move |rec: &Recorded| {
+            if rec.header("Authorization") != Some(key.as_str()) {
+                let msg = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header.";
+                return (403, json!({"name": msg, "message": msg, "url": rec.path}).to_string());
             }
-            assert!(Instant::now() < deadline, "{n} requests to {path} not within {WAIT:?}; got {:?}", s.requests);
-            s = cond.wait_timeout(s, Duration::from_millis(100)).unwrap().0;
-        }
-    }
-}
-
-impl Drop for MispRest {
-    fn drop(&mut self) {
-        self.release();
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(mut req: tiny_http::Request, state: &Arc<(Mutex<State>, Condvar)>) {
-    let mut raw = Vec::new();
-    let _ = req.as_reader().take(64 << 20).read_to_end(&mut raw);
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let headers = req.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect();
-    let rec = Recorded { method: req.method().to_string(), path: path.clone(), headers, body: body.clone() };
-    let (lock, cond) = &**state;
-    let mut s = lock.lock().unwrap();
-    s.requests.push(rec.clone());
-    cond.notify_all();
-    if s.held {
-        s.waiting += 1;
-        cond.notify_all();
-        while s.held {
-            s = cond.wait(s).unwrap();
-        }
-        s.waiting -= 1;
-    }
-    let pos = s.next.iter().position(|(id, _)| id.as_ref().is_none_or(|id| body["id"] == id.as_str() || path == *id));
-    let (status, text) = if let Some((_, answer)) = pos.and_then(|i| s.next.remove(i)) {
-        match answer {
-            Answer::Status(code) if code >= 500 => {
-                (code, "<html><body><h1>An Internal Error Has Occurred.</h1></body></html>".to_string())
+            let attrs = attributes.lock().unwrap();
+            match (rec.method.as_str(), rec.path.as_str()) {
+                ("GET", "/servers/getVersion") => (200, json!({"version": "2.4.200", "perm_sync": false}).to_string()),
+                ("POST", "/sightings/add") => sighting_answer(&attrs, &rec.body),
+                ("POST", "/attributes/restSearch") => (200, search_answer(&attrs, &rec.body)),
+                _ => (404, json!({"name": "Not Found", "message": "Not Found", "url": rec.path}).to_string()),
             }
-            Answer::Status(code) => (code, json!({"name": "Error", "message": "Error", "url": path}).to_string()),
-            Answer::Garbage => (200, "<html>this is not JSON".to_string()),
-        }
-    } else if rec.header("Authorization") != Some(s.key.as_str()) {
-        let msg = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header.";
-        (403, json!({"name": msg, "message": msg, "url": path}).to_string())
-    } else {
-        match (rec.method.as_str(), path.as_str()) {
-            ("GET", "/servers/getVersion") => (200, json!({"version": "2.4.200", "perm_sync": false}).to_string()),
-            ("POST", "/sightings/add") => sighting_answer(&s, &body),
-            ("POST", "/attributes/restSearch") => (200, search_answer(&s, &body)),
-            _ => (404, json!({"name": "Not Found", "message": "Not Found", "url": path}).to_string()),
-        }
-    };
-    drop(s);
-    let response = tiny_http::Response::from_string(text)
-        .with_status_code(status)
-        .with_header("Content-Type: application/json".parse::<tiny_http::Header>().unwrap());
-    let _ = req.respond(response);
+        })
+    }
 }
 
 /// MISP's answer to `/sightings/add`: the saved row, or a `message` for an
 /// unknown attribute.
-fn sighting_answer(s: &State, body: &Value) -> (u16, String) {
+fn sighting_answer(attributes: &[Value], body: &Value) -> (u16, String) {
     let id = body["id"].as_str().unwrap_or_default();
-    let known = s.attributes.iter().any(|a| a["uuid"] == id);
-    if !known {
+    if !attributes.iter().any(|a| a["uuid"] == id) {
         let msg = "Could not add the Sighting. Reason: No valid attributes found that match the criteria.";
         return (200, json!({"message": msg}).to_string());
     }
@@ -372,7 +206,7 @@ fn sighting_answer(s: &State, body: &Value) -> (u16, String) {
 
 /// restSearch: the stored attributes matching `type`, `to_ids` and
 /// `tags.OR`, paged by `limit` and `page`, as MISP streams them.
-fn search_answer(s: &State, body: &Value) -> String {
+fn search_answer(attributes: &[Value], body: &Value) -> String {
     let matches = |a: &Value| -> bool {
         if body.get("type").is_some_and(|t| a["type"] != *t) {
             return false;
@@ -388,7 +222,7 @@ fn search_answer(s: &State, body: &Value) -> String {
         }
         true
     };
-    let found: Vec<&Value> = s.attributes.iter().filter(|a| matches(a)).collect();
+    let found: Vec<&Value> = attributes.iter().filter(|a| matches(a)).collect();
     let page = match (body["limit"].as_u64(), body["page"].as_u64()) {
         (Some(limit), Some(page)) if page >= 1 => {
             found.into_iter().skip(((page - 1) * limit) as usize).take(limit as usize).collect()
