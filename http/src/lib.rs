@@ -160,6 +160,43 @@ impl Stopper {
     }
 }
 
+/// A plugin thread whose end can be awaited for a bounded time: a thread
+/// blocked in a request to a server that does not answer ends only when
+/// the request times out, and a plugin's stop must not wait that long.
+pub struct Worker {
+    handle: std::thread::JoinHandle<()>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Worker {
+    /// Starts `f` on a thread of the plugin (see
+    /// [`threatbus_plugin_api::spawn_thread`]).
+    pub fn spawn(
+        host: threatbus_plugin_api::Host,
+        name: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Worker> {
+        let (tx, done) = std::sync::mpsc::channel::<()>();
+        let handle = threatbus_plugin_api::spawn_thread(host, name, move || {
+            let _tx = tx;
+            f();
+        })?;
+        Ok(Worker { handle, done })
+    }
+
+    /// Waits up to `limit` for the thread to end; true if it ended (and was
+    /// joined). A thread that did not end is left to finish on its own.
+    pub fn join_within(self, limit: Duration) -> bool {
+        match self.done.recv_timeout(limit) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            _ => {
+                let _ = self.handle.join();
+                true
+            }
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug)]
 pub enum RestError {

@@ -192,11 +192,10 @@ fn geturl(url: &str) -> String {
         None => (rest, None),
     };
     // Parameters of the last path segment; an empty one disappears.
-    let path = match path.rsplit_once('/').map_or((None, path), |(a, b)| (Some(a), b)) {
-        (head, last) => match last.split_once(';') {
-            Some((seg, "")) => head.map_or(seg.to_string(), |h| format!("{h}/{seg}")),
-            _ => path.to_string(),
-        },
+    let (head, last) = path.rsplit_once('/').map_or((None, path), |(a, b)| (Some(a), b));
+    let path = match last.split_once(';') {
+        Some((seg, "")) => head.map_or(seg.to_string(), |h| format!("{h}/{seg}")),
+        _ => path.to_string(),
     };
     let mut out = String::new();
     if !u.scheme.is_empty() {

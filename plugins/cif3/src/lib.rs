@@ -29,20 +29,20 @@ mod sender;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use threatbus_http::Stopper;
+use threatbus_http::{Stopper, Worker};
 use threatbus_plugin_api::queue::Overflow;
-use threatbus_plugin_api::{
-    config::invalid_config, export_plugin, spawn_thread, App, Host, PluginContext, PluginError, Queue,
-};
+use threatbus_plugin_api::{config::invalid_config, export_plugin, App, Host, PluginContext, PluginError, Queue};
 
 pub use config::Config;
 use mapping::Fields;
 
 /// The topic indicators come from.
 const TOPIC: &str = "stix2/indicator";
+
+/// How long a stop waits for the sender, which may be in a request.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Counts of what the sender did.
 #[derive(Debug, Default)]
@@ -67,7 +67,7 @@ struct Cif3 {
     host: Host,
     shared: Arc<Shared>,
     queue: Queue,
-    sender: Mutex<Option<JoinHandle<()>>>,
+    sender: Mutex<Option<Worker>>,
 }
 
 fn start(ctx: PluginContext) -> Result<Cif3, PluginError> {
@@ -90,7 +90,7 @@ fn start(ctx: PluginContext) -> Result<Cif3, PluginError> {
     host.subscribe(TOPIC, &queue, Duration::ZERO)
         .map_err(|e| PluginError::new(format!("cif3: cannot subscribe to {TOPIC}: {e}")))?;
     let (sh, q) = (shared.clone(), queue.clone());
-    let sender = match spawn_thread(host, "cif3-sender", move || sender::run(sh, cif, q)) {
+    let sender = match Worker::spawn(host, "cif3-sender", move || sender::run(sh, cif, q)) {
         Ok(h) => h,
         Err(e) => {
             let _ = host.unsubscribe(TOPIC, &queue);
@@ -106,8 +106,10 @@ impl App for Cif3 {
         self.shared.stop.stop();
         let _ = self.host.unsubscribe(TOPIC, &self.queue);
         self.queue.close();
-        if let Some(h) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
+        if let Some(w) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if !w.join_within(STOP_WAIT) {
+                log::warn!("cif3: the sender is still waiting for CIF (up to api.timeout); not waiting for it");
+            }
         }
         let c = &self.shared.counters;
         log::info!(

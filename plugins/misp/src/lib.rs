@@ -35,20 +35,22 @@ mod zmq_intake;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use threatbus_plugin_api::queue::Overflow;
 use threatbus_plugin_api::{
-    config::invalid_config, export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError, Queue,
+    config::invalid_config, export_plugin, App, Host, Message, PluginContext, PluginError, Queue,
 };
 
 pub use config::{Config, Filter, OrgId};
 use intake::{Intake, IntakeCounters};
-use threatbus_http::Stopper;
+use threatbus_http::{Stopper, Worker};
 
 /// The topic sightings are reported from.
 const SIGHTING_TOPIC: &str = "stix2/sighting";
+
+/// How long a stop waits for each thread.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Counts of what the REST side did.
 #[derive(Debug, Default)]
@@ -74,7 +76,7 @@ struct MispApp {
     intake: Arc<IntakeCounters>,
     sightings: Option<Queue>,
     snapshots: Mutex<Option<SyncSender<Message>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Vec<(&'static str, Worker)>>,
 }
 
 fn start(ctx: PluginContext) -> Result<MispApp, PluginError> {
@@ -126,12 +128,12 @@ fn start(ctx: PluginContext) -> Result<MispApp, PluginError> {
         snapshots: Mutex::new(None),
         threads: Mutex::new(Vec::new()),
     };
-    let spawn = |thread: &str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
-        let h = spawn_thread(host, thread, f).map_err(|e| {
+    let spawn = |thread: &'static str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
+        let h = Worker::spawn(host, thread, f).map_err(|e| {
             stop.stop();
             PluginError::new(format!("misp: cannot start thread {thread}: {e}"))
         })?;
-        app.threads.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        app.threads.lock().unwrap_or_else(|e| e.into_inner()).push((thread, h));
         Ok(())
     };
     let intake = |source| Intake::new(host, filters.clone(), stop.clone(), counters.clone(), source);
@@ -193,8 +195,14 @@ impl App for MispApp {
         }
         self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for h in threads {
-            let _ = h.join();
+        for (name, w) in threads {
+            // A REST thread may be in a request to a MISP that does not
+            // answer; it ends at api.timeout, the stop does not wait for it.
+            if !w.join_within(STOP_WAIT) {
+                log::warn!(
+                    "misp: thread {name} is still busy (a request to MISP, up to api.timeout); not waiting for it"
+                );
+            }
         }
         let c = &self.intake;
         let r = &self.shared.counters;
