@@ -73,6 +73,11 @@ impl HttpDouble {
         Self::serve(route, tiny_http::Server::http("127.0.0.1:0").expect("HTTP double"), "http")
     }
 
+    /// Like [`HttpDouble::start`], on this port.
+    pub fn start_on(route: Route, port: u16) -> HttpDouble {
+        Self::serve(route, tiny_http::Server::http(("127.0.0.1", port)).expect("HTTP double"), "http")
+    }
+
     /// Like [`HttpDouble::start`], over HTTPS with a self-signed certificate
     /// for 127.0.0.1, written as PEM into `dir`; returns its path too.
     pub fn start_tls(route: Route, dir: &std::path::Path) -> (HttpDouble, std::path::PathBuf) {
