@@ -76,8 +76,8 @@ fn search(shared: &Shared, tenzir: &Tenzir, ioc: &Ioc) {
     shared.counters.retro_searches.fetch_add(1, Ordering::Relaxed);
     let (status, stderr) = p.finish();
     match status {
-        Some(s) if s.success() => log::debug!("Historical search for {}: {found} events", ioc.id),
         _ if max > 0 && found >= max => log::debug!("Historical search for {}: stopped at {max} events", ioc.id),
+        Some(s) if s.success() => log::debug!("Historical search for {}: {found} events", ioc.id),
         _ if shared.stop.is_stopped() => {}
         Some(s) if s.code().is_none() => {
             log::warn!("Historical search for {} ended at retro_match_timeout after {found} events", ioc.id)
