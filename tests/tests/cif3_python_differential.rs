@@ -12,7 +12,6 @@ mod zmq_support;
 use cif3_support::*;
 use python_support::*;
 use serde_json::json;
-use threatbus_integration_tests::*;
 use zmq_support::*;
 
 const TAG: u32 = 0xd1f3_0000;
