@@ -9,8 +9,8 @@ bash pkg/build-debs.sh
 debs=(target/debian/threatbus_*.deb target/debian/threatbus-backbone-inmem_*.deb
       target/debian/threatbus-app-zmq_*.deb target/debian/threatbus-backbone-rabbitmq_*.deb
       target/debian/threatbus-app-zeek_*.deb target/debian/threatbus-app-misp_*.deb
-      target/debian/threatbus-app-cif3_*.deb)
-cleanup() { dpkg -P threatbus-app-zmq threatbus-app-zeek threatbus-app-misp threatbus-app-cif3 threatbus-backbone-inmem threatbus-backbone-rabbitmq threatbus >/dev/null 2>&1 || true; }
+      target/debian/threatbus-app-cif3_*.deb target/debian/threatbus-app-tenzir_*.deb)
+cleanup() { dpkg -P threatbus-app-zmq threatbus-app-zeek threatbus-app-misp threatbus-app-cif3 threatbus-app-tenzir threatbus-backbone-inmem threatbus-backbone-rabbitmq threatbus >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 # The packages carry the ABI minor, so that apt refuses what the loader would
 # refuse: the host provides threatbus-plugin-abi-1 (= 1.N), every plugin
@@ -26,7 +26,7 @@ done
 dpkg -i "${debs[@]}"
 list=$(threatbus plugins list)
 echo "$list"
-for p in inmem zmq rabbitmq zeek misp cif3; do
+for p in inmem zmq rabbitmq zeek misp cif3 tenzir; do
     grep -E "^ok +$p " <<<"$list" >/dev/null || { echo "FAIL: plugin $p not listed as ok"; exit 1; }
 done
 log=$(mktemp)

@@ -6,6 +6,7 @@
 #   RabbitMQ             the rabbitmq backbone tests     (.ci/rabbitmq-setup.sh)
 #   Python Threat Bus    the differential interop test  (.ci/python-threatbus-setup.sh)
 #   Suricata 7 + suricata-threatbus   the zmq end-to-end test (.ci/suricata-setup.sh)
+#   Tenzir 6.20          the tenzir plugin's tests          (.ci/tenzir-setup.sh)
 #   openssl s_client     the zeek plugin's TLS test (Debian package openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +22,6 @@ bash .ci/rabbitmq-setup.sh
 trap 'bash .ci/rabbitmq-stop.sh || true' EXIT
 bash .ci/python-threatbus-setup.sh
 bash .ci/suricata-setup.sh
+bash .ci/tenzir-setup.sh
 
 cargo test --workspace "$@"

@@ -190,3 +190,25 @@ fn a_killed_node_is_survived() {
     assert_eq!(live["sighting_of_ref"], indicator_id(TAG, 2));
     assert!(bus.bus.terminate().success());
 }
+
+#[test]
+fn the_example_configs_tenzir_section_is_valid() {
+    let node = Node::start();
+    let example =
+        std::fs::read_to_string(threatbus_integration_tests::workspace_root().join("config.yaml.example")).unwrap();
+    let start = example.find("    # tenzir:").expect("a tenzir section in config.yaml.example");
+    let section: String = example[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    #"))
+        .map(|l| format!("{}\n", &l[6..]))
+        .filter(|l| !l.trim_start().starts_with("tenzir:"))
+        .map(|l| l.strip_prefix("  ").unwrap_or(&l).to_string())
+        .collect();
+    let section = section
+        .replace("endpoint: \"127.0.0.1:5158\"", "")
+        .replace("tenzir_binary: tenzir", "")
+        .replace("snapshot: 30", "snapshot: 0");
+    let mut bus = start_bus(&node, &section);
+    bus.bus.wait_for("Live matching in Tenzir at");
+    assert!(bus.bus.terminate().success(), "{}", bus.bus.log());
+}
