@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod misp;
+mod tenzir;
 mod zeek;
 
 #[derive(Parser)]
@@ -79,6 +80,16 @@ enum Cmd {
         /// `anonymous` (Broker's default TLS) or `none`.
         #[arg(long, default_value = "anonymous", value_parser = ["anonymous", "none"])]
         tls: String,
+    },
+    /// The tenzir path: indicators into a real Tenzir node's lookup table,
+    /// LIVE sightings out.
+    Tenzir {
+        /// The venv of the `tenzir` wheel.
+        #[arg(long, default_value = "/opt/tenzir")]
+        tenzir_venv: std::path::PathBuf,
+        /// Events imported per run.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
     },
     /// The misp path: MISP attributes from a MISP ZeroMQ publisher through
     /// the misp plugin to a zmq subscriber, against the plain relay.
@@ -578,6 +589,7 @@ fn main() {
         Some(Cmd::Relay { sub, r#pub, hwm }) => return relay(*sub, *r#pub, *hwm),
         Some(Cmd::Zeek { peers, tls }) => return zeek::run(&args, peers, tls),
         Some(Cmd::Misp) => return misp::run(&args),
+        Some(Cmd::Tenzir { tenzir_venv, events }) => return tenzir::run(&args, tenzir_venv, *events),
         None => {}
     }
     // Precise sleeps for the fixed-rate runs.
