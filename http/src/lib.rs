@@ -87,11 +87,60 @@ impl Verify {
     }
 }
 
+/// A secret from the config (an API key, a token): never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+/// A span of seconds from the config: a finite number from 0 to a day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(f64);
+
+impl Seconds {
+    /// `secs` seconds (for defaults; clamped to the allowed range).
+    pub const fn new(secs: f64) -> Self {
+        Seconds(secs)
+    }
+
+    /// The span.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0)
+    }
+
+    /// Whether the span is zero.
+    pub fn is_zero(self) -> bool {
+        self.0 == 0.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+            Ok(Seconds(v))
+        } else {
+            Err(serde::de::Error::custom(format!("expected seconds from 0 to 86400, found {v}")))
+        }
+    }
+}
+
 /// A secret given in the config (`<name>`) or in a file (`<name>_file`,
 /// first line); the host's environment overrides apply to `<name>` as to
 /// any key. `key` names the setting in errors, e.g. `api.key`.
-pub fn read_secret(value: Option<&str>, file: Option<&PathBuf>, key: &str) -> Result<String, String> {
-    match (value, file) {
+pub fn read_secret(value: Option<&Secret>, file: Option<&PathBuf>, key: &str) -> Result<String, String> {
+    match (value.map(|s| s.0.as_str()), file) {
         (Some(_), Some(_)) => Err(format!("{key}: set one of {key} and {key}_file, not both")),
         (None, None) => Err(format!("{key}: required (or {key}_file)")),
         (Some(v), None) if v.trim().is_empty() => Err(format!("{key}: must not be empty")),
@@ -286,6 +335,13 @@ pub struct Retry {
 }
 
 impl Retry {
+    /// From the config's `retries` and `retry_max_delay`.
+    pub fn new(retries: u32, max_delay: Seconds) -> Self {
+        Retry { retries, max_delay: max_delay.duration() }
+    }
+}
+
+impl Retry {
     /// Runs `attempt` until it succeeds, fails in a way that must not be
     /// repeated for `idem`, the retries are used up, or `stop` fires. Each
     /// retry is logged with `what` and the reason.
@@ -370,11 +426,12 @@ mod tests {
 
     #[test]
     fn secrets_come_from_the_config_or_a_file() {
-        assert_eq!(read_secret(Some(" k "), None, "api.key").unwrap(), "k");
+        assert_eq!(read_secret(Some(&" k ".into()), None, "api.key").unwrap(), "k");
         assert!(read_secret(None, None, "api.key").unwrap_err().contains("api.key"));
-        assert!(read_secret(Some(""), None, "api.key").is_err());
+        assert!(read_secret(Some(&"".into()), None, "api.key").is_err());
         let p = PathBuf::from("/nonexistent/secret");
-        assert!(read_secret(Some("k"), Some(&p), "api.key").unwrap_err().contains("not both"));
+        assert!(read_secret(Some(&"k".into()), Some(&p), "api.key").unwrap_err().contains("not both"));
+        assert_eq!(format!("{:?}", Secret::from("s3cret")), "<redacted>");
         assert!(read_secret(None, Some(&p), "api.key").unwrap_err().contains("api.key_file"));
     }
 }

@@ -82,6 +82,47 @@ impl LogLimiter {
     }
 }
 
+/// Logs what a drop-newest [`Queue`](crate::Queue) dropped because its
+/// consumer did not keep up: while it keeps dropping, at most one line per
+/// `interval`; at the end, the total.
+pub struct DropReporter {
+    what: &'static str,
+    why: &'static str,
+    interval: Duration,
+    logged: u64,
+    last: Instant,
+}
+
+impl DropReporter {
+    /// A reporter for drops of `what` (e.g. "sightings") because `why`
+    /// (e.g. "MISP did not keep up").
+    pub fn new(what: &'static str, why: &'static str) -> Self {
+        Self { what, why, interval: Duration::from_secs(10), logged: 0, last: Instant::now() }
+    }
+
+    /// Logs the drops of `queue` so far, if there are new ones and the last
+    /// line is at least an interval old. Call it as messages are taken.
+    pub fn check(&mut self, queue: &crate::Queue) {
+        let dropped = queue.dropped();
+        if dropped > self.logged && self.last.elapsed() >= self.interval {
+            log::warn!("{dropped} {} were dropped so far because {}", self.what, self.why);
+            self.logged = dropped;
+            self.last = Instant::now();
+        }
+    }
+
+    /// Logs the total and what is still waiting, when the consumer ends.
+    pub fn finish(self, queue: &crate::Queue, reason: &str) {
+        let left = queue.len();
+        if left > 0 {
+            log::warn!("{left} {} were left unprocessed because {reason}", self.what);
+        }
+        if queue.dropped() > 0 {
+            log::warn!("{} {} were dropped in all because {}", queue.dropped(), self.what, self.why);
+        }
+    }
+}
+
 /// Converts a log level to its wire value.
 pub fn level_to_u8(level: log::Level) -> u8 {
     level as usize as u8

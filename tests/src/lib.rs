@@ -484,3 +484,27 @@ pub fn abi_next_artifacts() -> PathBuf {
         })
         .clone()
 }
+
+/// The commented-out `plugins.apps.<name>` section of `config.yaml.example`,
+/// uncommented, indented for `plugins.apps` (four spaces), up to the next
+/// app's section.
+pub fn example_app_section(name: &str) -> String {
+    let example = std::fs::read_to_string(workspace_root().join("config.yaml.example")).expect("config.yaml.example");
+    let head = format!("    # {name}:");
+    let start = example.find(&head).unwrap_or_else(|| panic!("no {name} section in config.yaml.example"));
+    let is_app_head = |l: &str| {
+        l.strip_prefix("    # ")
+            .and_then(|r| r.split_once(':'))
+            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    };
+    let mut out = String::new();
+    for (i, l) in example[start..].lines().enumerate() {
+        if !l.starts_with("    #") || (i > 0 && is_app_head(l)) {
+            break;
+        }
+        out.push_str("    ");
+        out.push_str(&l[6..]);
+        out.push('\n');
+    }
+    out
+}

@@ -219,10 +219,7 @@ fn token_from_a_file_or_the_environment() {
 
 #[test]
 fn the_example_configs_cif3_section_is_valid() {
-    let example = std::fs::read_to_string(workspace_root().join("config.yaml.example")).unwrap();
-    let start = example.find("    # cif3:").expect("a cif3 section in config.yaml.example");
-    let section: String =
-        example[start..].lines().take_while(|l| l.starts_with("    #")).map(|l| format!("    {}\n", &l[6..])).collect();
+    let section = example_app_section("cif3");
     let yaml = format!("plugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{section}");
     let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_cif3"]);
     let mut bus = Bus::start(&yaml, dir.path());

@@ -439,10 +439,7 @@ fn the_example_configs_misp_section_is_valid() {
     // Uncomment the misp section of config.yaml.example and run it (with
     // the ZeroMQ publisher of a MISP double; its Kafka broker and MISP
     // instance do not exist, which is a warning, not an error).
-    let example = std::fs::read_to_string(workspace_root().join("config.yaml.example")).unwrap();
-    let start = example.find("    # misp:").expect("a misp section in config.yaml.example");
-    let section: String =
-        example[start..].lines().take_while(|l| l.starts_with("    #")).map(|l| format!("    {}\n", &l[6..])).collect();
+    let section = example_app_section("misp");
     let misp = MispZmq::bind();
     let section = section.replace("port: 50000", &format!("port: {}", misp.port));
     let yaml = format!("plugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{section}");

@@ -29,14 +29,14 @@ impl Cif {
         let agent = threatbus_http::agent(
             &api.ssl,
             "api.ssl",
-            api.timeout(),
+            api.timeout.duration(),
             concat!("threatbus-cif3/", env!("CARGO_PKG_VERSION")),
         )?;
         Ok(Self {
             agent,
             base: api.host.trim().trim_end_matches('/').to_string(),
             authorization: format!("Token token={token}"),
-            retry: Retry { retries: api.retries, max_delay: api.retry_max_delay() },
+            retry: Retry::new(api.retries, api.retry_max_delay),
         })
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use threatbus_http::{backoff, RestError};
-use threatbus_plugin_api::logging::LogLimiter;
+use threatbus_plugin_api::logging::{DropReporter, LogLimiter};
 use threatbus_plugin_api::{MessageKind, Queue};
 
 use crate::client::Cif;
@@ -49,16 +49,12 @@ pub fn run(shared: Arc<Shared>, cif: Arc<Cif>, queue: Queue) {
         return;
     }
     let mut failures = LogLimiter::new("failed CIF submissions", Duration::from_secs(10), 20);
-    let (mut dropped_logged, mut last_drop_log) = (0, Instant::now());
+    let mut drops = DropReporter::new("indicators", "CIF did not keep up");
     while let Some(msg) = queue.recv() {
         if shared.stop.is_stopped() {
             break;
         }
-        let dropped = queue.dropped();
-        if dropped > dropped_logged && last_drop_log.elapsed() >= Duration::from_secs(10) {
-            log::warn!("{dropped} indicators were dropped so far because CIF did not keep up");
-            (dropped_logged, last_drop_log) = (dropped, Instant::now());
-        }
+        drops.check(&queue);
         if msg.kind() != MessageKind::INDICATOR {
             continue;
         }
@@ -87,11 +83,5 @@ pub fn run(shared: Arc<Shared>, cif: Arc<Cif>, queue: Queue) {
             }
         }
     }
-    let left = queue.len();
-    if left > 0 {
-        log::warn!("{left} indicators were not submitted to CIF because the plugin stopped");
-    }
-    if queue.dropped() > 0 {
-        log::warn!("{} indicators were dropped in all because CIF did not keep up", queue.dropped());
-    }
+    drops.finish(&queue, "the plugin stopped");
 }

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
-pub use threatbus_http::Verify;
+pub use threatbus_http::{Seconds, Secret, Verify};
 
 /// The `plugins.apps.misp` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,18 +50,18 @@ fn default_page_size() -> usize {
     1_000
 }
 
-fn default_timeout() -> f64 {
-    10.0
+fn default_timeout() -> Seconds {
+    Seconds::new(10.0)
 }
 fn default_retries() -> u32 {
     5
 }
-fn default_retry_max_delay() -> f64 {
-    30.0
+fn default_retry_max_delay() -> Seconds {
+    Seconds::new(30.0)
 }
 
 /// The `api` subsection.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Api {
     /// Base URL, e.g. `https://misp.example.org`.
     pub host: String,
@@ -72,46 +71,25 @@ pub struct Api {
     /// The API key (or set `key_file`; the environment variable
     /// `THREATBUS_PLUGINS__APPS__MISP__API__KEY` overrides this key).
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     /// A file whose first line is the API key.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// Seconds one request may take in all.
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Seconds,
     /// Attempts after the first for requests that are safe to repeat.
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// Longest wait between attempts, in seconds.
     #[serde(default = "default_retry_max_delay")]
-    pub retry_max_delay: f64,
-}
-
-impl std::fmt::Debug for Api {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api")
-            .field("host", &self.host)
-            .field("ssl", &self.ssl)
-            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
-            .field("key_file", &self.key_file)
-            .finish_non_exhaustive()
-    }
+    pub retry_max_delay: Seconds,
 }
 
 impl Api {
     /// The API key, from `key` or `key_file`.
     pub fn read_key(&self) -> Result<String, String> {
-        threatbus_http::read_secret(self.key.as_deref(), self.key_file.as_ref(), "api.key")
-    }
-
-    /// The request timeout.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout)
-    }
-
-    /// The longest wait between attempts.
-    pub fn retry_max_delay(&self) -> Duration {
-        Duration::from_secs_f64(self.retry_max_delay)
+        threatbus_http::read_secret(self.key.as_ref(), self.key_file.as_ref(), "api.key")
     }
 }
 
@@ -222,11 +200,8 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 8 {
                 return Err(format!("api.host: expected an http:// or https:// URL, found '{}'", api.host));
             }
-            if !(api.timeout.is_finite() && api.timeout > 0.0 && api.timeout <= 3600.0) {
-                return Err("api.timeout: seconds, above 0 and at most 3600".into());
-            }
-            if !(api.retry_max_delay.is_finite() && api.retry_max_delay >= 0.0 && api.retry_max_delay <= 3600.0) {
-                return Err("api.retry_max_delay: seconds, 0 to 3600".into());
+            if api.timeout.is_zero() {
+                return Err("api.timeout: must be above 0".into());
             }
             api.ssl.check("api.ssl")?;
             api.read_key()?;

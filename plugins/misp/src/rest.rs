@@ -32,11 +32,11 @@ impl Misp {
         let agent = threatbus_http::agent(
             &api.ssl,
             "api.ssl",
-            api.timeout(),
+            api.timeout.duration(),
             concat!("threatbus-misp/", env!("CARGO_PKG_VERSION")),
         )?;
         let base = api.host.trim().trim_end_matches('/').to_string();
-        Ok(Self { agent, base, key, retry: Retry { retries: api.retries, max_delay: api.retry_max_delay() } })
+        Ok(Self { agent, base, key, retry: Retry::new(api.retries, api.retry_max_delay) })
     }
 
     /// The MISP instance's address, for log lines.

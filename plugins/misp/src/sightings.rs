@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use threatbus_plugin_api::logging::LogLimiter;
+use threatbus_plugin_api::logging::{DropReporter, LogLimiter};
 use threatbus_plugin_api::{MessageKind, Queue};
 
 use crate::mapping::sighting_body;
@@ -25,18 +25,12 @@ pub fn run(shared: Arc<Shared>, misp: Arc<Misp>, queue: Queue) {
         }
     }
     let mut failures = LogLimiter::new("failed sighting reports", Duration::from_secs(10), 20);
-    let mut dropped_logged = 0;
-    let mut last_drop_log = Instant::now();
+    let mut drops = DropReporter::new("sightings", "MISP did not keep up");
     while let Some(msg) = queue.recv() {
         if shared.stop.is_stopped() {
             break;
         }
-        let dropped = queue.dropped();
-        if dropped > dropped_logged && last_drop_log.elapsed() >= Duration::from_secs(10) {
-            log::warn!("{} sightings were dropped so far because MISP did not keep up", dropped);
-            dropped_logged = dropped;
-            last_drop_log = Instant::now();
-        }
+        drops.check(&queue);
         if msg.kind() != MessageKind::SIGHTING {
             continue;
         }
@@ -59,11 +53,5 @@ pub fn run(shared: Arc<Shared>, misp: Arc<Misp>, queue: Queue) {
             }
         }
     }
-    let left = queue.len();
-    if left > 0 {
-        log::warn!("{left} sightings were not reported to MISP because the plugin stopped");
-    }
-    if queue.dropped() > 0 {
-        log::warn!("{} sightings were dropped in all because MISP did not keep up", queue.dropped());
-    }
+    drops.finish(&queue, "the plugin stopped");
 }

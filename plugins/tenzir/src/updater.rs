@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use threatbus_http::backoff;
-use threatbus_plugin_api::logging::LogLimiter;
+use threatbus_plugin_api::logging::{DropReporter, LogLimiter};
 use threatbus_plugin_api::{Message, MessageKind, Queue};
 
 use crate::cli::Tenzir;
@@ -70,17 +70,13 @@ pub fn run(shared: Arc<Shared>, tenzir: Arc<Tenzir>, queue: Queue, retro: Option
     let mut batch = Vec::with_capacity(shared.cfg.batch_size);
     let mut retro_drops =
         LogLimiter::new("indicators not searched in historical data (too many waiting)", Duration::from_secs(10), 1);
-    let (mut dropped_logged, mut last_drop_log) = (0, Instant::now());
+    let mut drops = DropReporter::new("indicators", "Tenzir did not keep up");
     loop {
         batch.clear();
         if !queue.recv_batch(&mut batch, shared.cfg.batch_size, None) || shared.stop.is_stopped() {
             break;
         }
-        let dropped = queue.dropped();
-        if dropped > dropped_logged && last_drop_log.elapsed() >= Duration::from_secs(10) {
-            log::warn!("{dropped} indicators were dropped so far because Tenzir did not keep up");
-            (dropped_logged, last_drop_log) = (dropped, Instant::now());
-        }
+        drops.check(&queue);
         let ops: Vec<(bool, Ioc)> = batch
             .iter()
             .filter(|m| m.kind() == MessageKind::INDICATOR)
@@ -127,7 +123,5 @@ pub fn run(shared: Arc<Shared>, tenzir: Arc<Tenzir>, queue: Queue, retro: Option
             }
         }
     }
-    if queue.dropped() > 0 {
-        log::warn!("{} indicators were dropped in all because Tenzir did not keep up", queue.dropped());
-    }
+    drops.finish(&queue, "the plugin stopped");
 }
