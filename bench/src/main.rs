@@ -320,6 +320,19 @@ fn subscribe(t: &Target, k: usize) -> Subs {
         .collect()
 }
 
+/// A SUB socket on the bus's p2p topic for `topic` (through the
+/// management protocol), connected.
+fn subscribe_topic(t: &Target, topic: &str) -> zmq::Socket {
+    let req = serde_json::json!({"action": "subscribe", "topic": topic, "snapshot": 0}).to_string();
+    let r = request(&t.host, t.manage.expect("a bus"), &req, 5000).expect("subscribe");
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    let sub = ctx().socket(zmq::SUB).unwrap();
+    sub.set_rcvhwm(0).unwrap();
+    sub.connect(&format!("tcp://127.0.0.1:{}", t.pub_port)).unwrap();
+    sub.set_subscribe(v["topic"].as_str().unwrap().as_bytes()).unwrap();
+    sub
+}
+
 fn unsubscribe(t: &Target, subs: &[(zmq::Socket, String)]) {
     if let Some(m) = t.manage {
         for (_, p2p) in subs {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{artifacts, ctx, fmt_rate, free_port, median, publisher, request, start_bus_with, Args};
+use crate::{artifacts, fmt_rate, free_port, median, publisher, start_bus_with, Args};
 
 fn bundled(venv: &Path) -> PathBuf {
     std::fs::read_dir(venv.join("lib"))
@@ -109,18 +109,7 @@ fn run_once(args: &Args, venv: &Path, events: u64) -> (f64, f64) {
         node.endpoint
     );
     let t = start_bus_with(&artifacts(args), &["libthreatbus_app_tenzir.so"], &apps);
-    let r = request(
-        &t.host,
-        t.manage.unwrap(),
-        r#"{"action": "subscribe", "topic": "stix2/sighting", "snapshot": 0}"#,
-        5000,
-    )
-    .expect("subscribe");
-    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
-    let sub = ctx().socket(zmq::SUB).unwrap();
-    sub.set_rcvhwm(0).unwrap();
-    sub.connect(&format!("tcp://127.0.0.1:{}", t.pub_port)).unwrap();
-    sub.set_subscribe(v["topic"].as_str().unwrap().as_bytes()).unwrap();
+    let sub = crate::subscribe_topic(&t, "stix2/sighting");
     let p = publisher(&t, 0);
     // The publisher is connected once a first indicator is in the table.
     let n = args.count;

@@ -83,18 +83,7 @@ fn run_once(args: &Args, peers: usize, tls: &str, tag: u32) -> (f64, f64, u64) {
     let ind_per_s = count as f64 / last.duration_since(t0).as_secs_f64();
 
     // Sightings: each Zeek sends its share; one zmq subscriber counts them.
-    let sub = crate::ctx().socket(zmq::SUB).unwrap();
-    let r = crate::request(
-        &t.host,
-        t.manage.unwrap(),
-        r#"{"action": "subscribe", "topic": "stix2/sighting", "snapshot": 0}"#,
-        5000,
-    )
-    .expect("subscribe");
-    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
-    sub.set_rcvhwm(0).unwrap();
-    sub.connect(&format!("tcp://127.0.0.1:{}", t.pub_port)).unwrap();
-    sub.set_subscribe(v["topic"].as_str().unwrap().as_bytes()).unwrap();
+    let sub = crate::subscribe_topic(&t, "stix2/sighting");
     // A first sighting proves the subscriber is connected.
     let sighting = |c: &mut Client, n: u64| {
         let id = format!("indicator--{WARMUP:08x}-0000-4000-8000-{n:012x}");
