@@ -87,6 +87,35 @@ pub fn check_permissions(path: &Path, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks where a plugin file really is: after resolving symlinks, the file
+/// and every directory on its real path up to `/` must pass
+/// [`check_permissions`], so that a link cannot lead to a file that others
+/// could have replaced. A directory writable by others passes only when it
+/// has the sticky bit and belongs to root (as `/tmp`): there nobody can
+/// replace an entry that is not theirs. Returns the real path.
+pub fn check_real_path(path: &Path) -> Result<PathBuf, String> {
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve plugin {}: {e}", path.display()))?;
+    if real != path {
+        check_permissions(&real, "file (the target of a symlink)")
+            .map_err(|e| format!("{e} (reached through {})", path.display()))?;
+    }
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
+        let sticky_root = meta.mode() & 0o1000 != 0 && meta.uid() == 0;
+        if sticky_root {
+            continue;
+        }
+        check_permissions(dir, "directory on the plugin's real path").map_err(|e| {
+            if real == path {
+                e
+            } else {
+                format!("{e} (the plugin {} resolves to {})", path.display(), real.display())
+            }
+        })?;
+    }
+    Ok(real)
+}
+
 /// Every `*.so` file in `dir`, sorted by name.
 pub fn scan(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read plugin directory {}: {e}", dir.display()))?;
@@ -170,7 +199,8 @@ pub fn check_file(path: &Path) -> Checked {
         check_permissions(dir, "plugin directory").map_err(|r| reject(path, None, r))?;
     }
     check_permissions(path, "file").map_err(|r| reject(path, None, r))?;
-    let m = read_manifest(path).map_err(|r| reject(path, None, r))?;
+    let real = check_real_path(path).map_err(|r| reject(path, None, r))?;
+    let m = read_manifest(&real).map_err(|r| reject(path, None, r))?;
     let decl = Declaration {
         name: manifest_str(&m.name).unwrap_or("").to_string(),
         kind: PluginKind(m.kind),

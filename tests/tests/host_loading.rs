@@ -164,3 +164,32 @@ fn configured_plugin_that_cannot_be_loaded_shows_the_loaders_reason() {
         &text,
     );
 }
+
+#[test]
+fn a_symlink_is_judged_by_where_it_leads() {
+    // A link in the (safe) plugin directory to a plugin in a directory
+    // anyone can write: refused, naming that directory.
+    let dir = PluginDir::with(&[INMEM]);
+    let open = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let target = open.path().join("libthreatbus_test_app.so");
+    std::fs::copy(plugin_lib(TESTAPP), &target).expect("copy");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let link = dir.path().join("testapp-link.so");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = run_to_exit(&config(json!({ "testapp": {} })), dir.path(), &[]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "host loaded a plugin from a world-writable directory:\n{text}");
+    let line = line_with(&text, &link.display().to_string());
+    assert_contains_all(
+        line,
+        &["refusing to load plugin", &open.path().display().to_string(), "writable by group/others", "resolves to"],
+        &text,
+    );
+
+    // The same link into a safe directory: loaded.
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut bus = Bus::start(&config(json!({ "testapp": {} })), dir.path());
+    bus.wait_for("Threat Bus running");
+    assert!(bus.terminate().success(), "{}", bus.log());
+}
