@@ -444,16 +444,22 @@ impl Bus {
         let mut pending: Vec<String> = Vec::new();
         for p in plugins {
             let plugin = p.clone();
-            let tx = tx.clone();
+            let tx2 = tx.clone();
             let spawned = std::thread::Builder::new().name(format!("stop-{}", p.name)).spawn(move || {
                 // SAFETY: an entry of this plugin's table with its state;
                 // `stop` is called once.
                 let r = unsafe { (plugin.fns.stop)(plugin.state) };
-                let _ = tx.send((plugin, r));
+                let _ = tx2.send((plugin, r));
             });
-            match spawned {
-                Ok(_) => pending.push(p.name.clone()),
-                Err(e) => log::error!("cannot start a thread to stop plugin '{}': {e}", p.name),
+            pending.push(p.name.clone());
+            if let Err(e) = spawned {
+                // No thread to spare (e.g. at the process's thread limit):
+                // stopping must still work, so stop this one here and now.
+                log::warn!("cannot start a thread to stop plugin '{}' ({e}); stopping it on this thread", p.name);
+                // SAFETY: as above; the thread never ran, so `stop` is
+                // called once.
+                let r = unsafe { (p.fns.stop)(p.state) };
+                let _ = tx.send((p.clone(), r));
             }
         }
         drop(tx);
