@@ -197,3 +197,20 @@ fn port_in_use_fails_start_up_with_the_endpoint_named() {
     let want = format!("cannot bind the publisher (PUB) socket to tcp://127.0.0.1:{}", ports.pub_port);
     assert!(text.contains(&want), "{text}");
 }
+
+#[test]
+fn a_flood_of_large_garbage_requests_writes_a_bounded_log() {
+    let mut bus = ZmqBus::start();
+    let garbage = vec![b'x'; 100_000];
+    for _ in 0..200 {
+        assert_eq!(bus.request_raw(&[&garbage]), r#"{"status": "error"}"#);
+    }
+    // Every request was answered; the log quotes short excerpts of the
+    // first few and is silent about the rest.
+    assert_eq!(bus.status(r#"{"action": "heartbeat", "topic": "x"}"#), "error");
+    let log = bus.bus.log();
+    let lines = log.lines().filter(|l| l.contains("Error handling management message")).count();
+    assert!((1..=20).contains(&lines), "{lines} log lines about invalid requests");
+    assert!(log.len() < 50_000, "{} bytes of log for 200 requests", log.len());
+    assert!(bus.bus.terminate().success());
+}

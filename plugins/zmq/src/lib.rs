@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use threatbus_plugin_api::logging::{excerpt, LogLimiter};
 use threatbus_plugin_api::{export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError};
 
 pub use config::Config;
@@ -115,6 +116,8 @@ struct Manager {
     publisher: Arc<publisher::Publisher>,
     pub_port: u16,
     sub_port: u16,
+    /// Bounds the log lines about invalid requests.
+    invalid: Mutex<LogLimiter>,
 }
 
 impl Manager {
@@ -123,14 +126,20 @@ impl Manager {
             Ok(r) => r,
             Err(Rejection::Unknown) => return REPLY_UNKNOWN.into(),
             Err(Rejection::Error(why)) => {
-                log::error!("Error handling management message {}: {why}", String::from_utf8_lossy(frame));
+                if self.invalid.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now()) {
+                    log::error!("Error handling management message {}: {}", excerpt(frame), excerpt(why.as_bytes()));
+                }
                 return REPLY_ERROR.into();
             }
         };
         let now = Instant::now();
         match req {
             Request::Subscribe { topics, snapshot } => {
-                log::info!("Received subscription for topic {topics:?}, snapshot {} days", snapshot.as_secs() / 86_400);
+                log::info!(
+                    "Received subscription for topic {}, snapshot {} days",
+                    excerpt(format!("{topics:?}").as_bytes()),
+                    snapshot.as_secs() / 86_400
+                );
                 // The registry stays locked until the forwarder runs, so a
                 // snapshot request for this subscription, which can reach
                 // App::snapshot before host.subscribe returns, waits and then
@@ -251,7 +260,9 @@ impl Manager {
                     let reply = if parts.len() == 1 {
                         self.handle(&parts[0])
                     } else {
-                        log::error!("Error handling management message: {} frames instead of one", parts.len());
+                        if self.invalid.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now()) {
+                            log::error!("Error handling management message: {} frames instead of one", parts.len());
+                        }
                         REPLY_ERROR.to_string()
                     };
                     if let Err(e) = socket.send(reply.as_bytes(), 0) {
@@ -330,7 +341,9 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let started = (|| {
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
         spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
-        let manager = Manager { host, cfg: cfg.clone(), shared: shared.clone(), publisher, pub_port, sub_port };
+        let invalid = Mutex::new(LogLimiter::new("invalid management requests", Duration::from_secs(10), 20));
+        let manager =
+            Manager { host, cfg: cfg.clone(), shared: shared.clone(), publisher, pub_port, sub_port, invalid };
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-manage", Box::new(move || manager.run(rep, fd.as_raw_fd(), st)))?;
         Ok(())
