@@ -88,4 +88,4 @@ pub mod random;
 pub use abi::{PluginError, PluginKind};
 pub use message::{Message, MessageKind};
 pub use plugin::{spawn_thread, App, Backbone, Host, PluginContext};
-pub use queue::{Overflow, Queue, Received, SendError};
+pub use queue::{Doorbell, Overflow, Queue, QueueBuilder, Received, SendError};

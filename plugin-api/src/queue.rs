@@ -135,6 +135,8 @@ unsafe impl Sync for Queue {}
 
 struct Inner {
     buf: VecDeque<Message>,
+    /// Sum of the JSON lengths of the messages in `buf`.
+    bytes: usize,
     closed: bool,
     /// Receivers blocked in `not_empty`; a send wakes one only if any
     /// (saves a futex system call per message on a busy queue).
@@ -148,8 +150,13 @@ struct QueueState {
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
+    /// Largest sum of JSON lengths held at once (`usize::MAX`: unbounded).
+    /// A single message larger than this still fits into an empty queue.
+    max_bytes: usize,
     overflow: Overflow,
     dropped: AtomicU64,
+    /// Rung when the queue becomes non-empty or is closed.
+    bell: Option<(Arc<Doorbell>, u64)>,
 }
 
 impl QueueState {
@@ -157,6 +164,19 @@ impl QueueState {
         // A poisoned lock only means another thread panicked while holding
         // it; the VecDeque is still consistent, so keep going.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `len` more bytes fit.
+    fn has_room(&self, inner: &Inner, len: usize) -> bool {
+        inner.buf.len() < self.capacity && (inner.buf.is_empty() || inner.bytes.saturating_add(len) <= self.max_bytes)
+    }
+}
+
+/// Takes the first `n` messages of `inner.buf`, keeping `bytes` true.
+fn take_front(inner: &mut Inner, n: usize, mut put: impl FnMut(Message)) {
+    for m in inner.buf.drain(..n) {
+        inner.bytes -= m.json().len();
+        put(m);
     }
 }
 
@@ -210,12 +230,20 @@ unsafe extern "C" fn q_send(p: *const c_void, msg: Message, timeout_ms: u64) -> 
         if g.closed {
             return SendStatus::CLOSED;
         }
-        if g.buf.len() < s.capacity {
+        let len = msg.json().len();
+        if s.has_room(&g, len) {
+            let was_empty = g.buf.is_empty();
+            g.bytes += len;
             g.buf.push_back(msg);
             let wake = g.waiting_receivers > 0;
             drop(g);
             if wake {
                 s.not_empty.notify_one();
+            }
+            if was_empty {
+                if let Some((bell, token)) = &s.bell {
+                    bell.ring(*token);
+                }
             }
             return SendStatus::OK;
         }
@@ -262,7 +290,7 @@ fn recv_with<F: FnOnce(&mut Inner)>(s: &QueueState, timeout_ms: u64, take: F) ->
 unsafe extern "C" fn q_recv(p: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
     // SAFETY: called through a handle that holds a reference to the queue.
     let s = unsafe { state(p) };
-    recv_with(s, timeout_ms, |inner| *out = inner.buf.pop_front().into())
+    recv_with(s, timeout_ms, |inner| take_front(inner, 1, |m| *out = ROption::RSome(m)))
 }
 
 unsafe extern "C" fn q_recv_batch(
@@ -275,7 +303,7 @@ unsafe extern "C" fn q_recv_batch(
     let s = unsafe { state(p) };
     recv_with(s, timeout_ms, |inner| {
         let n = max.max(1).min(inner.buf.len());
-        out.extend(inner.buf.drain(..n));
+        take_front(inner, n, |m| out.push(m));
     })
 }
 
@@ -285,6 +313,9 @@ unsafe extern "C" fn q_close(p: *const c_void) {
     s.lock().closed = true;
     s.not_empty.notify_all();
     s.not_full.notify_all();
+    if let Some((bell, token)) = &s.bell {
+        bell.ring(*token);
+    }
 }
 
 unsafe extern "C" fn q_is_closed(p: *const c_void) -> bool {
@@ -321,6 +352,111 @@ static VTABLE: QueueVTable = QueueVTable {
     capacity: q_capacity,
     dropped: q_dropped,
 };
+
+/// Settings of a new queue; see [`Queue::builder`].
+#[must_use]
+pub struct QueueBuilder {
+    capacity: usize,
+    overflow: Overflow,
+    max_bytes: usize,
+    bell: Option<(Arc<Doorbell>, u64)>,
+}
+
+impl QueueBuilder {
+    /// What a full queue does with a new message (default: [`Overflow::BLOCK`]).
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Also full when the JSON of the held messages would exceed `max_bytes`
+    /// (a single larger message still fits into an empty queue).
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// Rings `bell` with `token` whenever the queue turns from empty to
+    /// non-empty, and when it is closed.
+    pub fn doorbell(mut self, bell: Arc<Doorbell>, token: u64) -> Self {
+        self.bell = Some((bell, token));
+        self
+    }
+
+    /// Creates the queue.
+    pub fn build(self) -> Queue {
+        let st = Arc::new(QueueState {
+            inner: Mutex::new(Inner {
+                buf: VecDeque::with_capacity(self.capacity.clamp(1, 4096)),
+                bytes: 0,
+                closed: false,
+                waiting_receivers: 0,
+                waiting_senders: 0,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            capacity: self.capacity.max(1),
+            max_bytes: self.max_bytes,
+            overflow: self.overflow,
+            dropped: AtomicU64::new(0),
+            bell: self.bell,
+        });
+        Queue { state: Arc::into_raw(st) as *const c_void, vtable: &VTABLE as *const QueueVTable as *const c_void }
+    }
+}
+
+/// Lets one thread wait for many queues at once, and for other file
+/// descriptors beside them: queues built with [`QueueBuilder::doorbell`]
+/// ring it with their token when they turn non-empty or are closed, which
+/// makes [`Doorbell::fd`] readable until [`Doorbell::take`] is called.
+///
+/// A consumer takes the rung tokens and empties those queues; a queue it
+/// leaves non-empty does not ring again, so the consumer keeps it in mind.
+pub struct Doorbell {
+    /// Tokens rung since the last `take`, and whether a byte is pending on
+    /// the socket pair.
+    rung: Mutex<(Vec<u64>, bool)>,
+    reader: std::os::unix::net::UnixStream,
+    writer: std::os::unix::net::UnixStream,
+}
+
+impl Doorbell {
+    /// A new doorbell (a non-blocking socket pair inside).
+    pub fn new() -> std::io::Result<Arc<Doorbell>> {
+        let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Arc::new(Doorbell { rung: Mutex::new((Vec::new(), false)), reader, writer }))
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.reader)
+    }
+
+    /// Appends the tokens rung since the last call to `out` (a token may
+    /// appear more than once) and makes [`Doorbell::fd`] unreadable again.
+    pub fn take(&self, out: &mut Vec<u64>) {
+        let mut rung = self.rung.lock().unwrap_or_else(|e| e.into_inner());
+        out.append(&mut rung.0);
+        if rung.1 {
+            let mut sink = [0u8; 64];
+            while matches!(std::io::Read::read(&mut &self.reader, &mut sink), Ok(n) if n > 0) {}
+            rung.1 = false;
+        }
+    }
+
+    /// Records `token` and makes the descriptor readable.
+    pub fn ring(&self, token: u64) {
+        let mut rung = self.rung.lock().unwrap_or_else(|e| e.into_inner());
+        rung.0.push(token);
+        if !rung.1 {
+            // A full socket buffer still leaves the descriptor readable.
+            let _ = std::io::Write::write(&mut &self.writer, &[1]);
+            rung.1 = true;
+        }
+    }
+}
 
 /// Why [`Queue::send`] did not enqueue a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,20 +551,13 @@ impl Queue {
 
     /// Creates a queue holding at most `capacity` messages (at least 1).
     pub fn bounded(capacity: usize, overflow: Overflow) -> Queue {
-        let st = Arc::new(QueueState {
-            inner: Mutex::new(Inner {
-                buf: VecDeque::with_capacity(capacity.clamp(1, 4096)),
-                closed: false,
-                waiting_receivers: 0,
-                waiting_senders: 0,
-            }),
-            not_empty: Condvar::new(),
-            not_full: Condvar::new(),
-            capacity: capacity.max(1),
-            overflow,
-            dropped: AtomicU64::new(0),
-        });
-        Queue { state: Arc::into_raw(st) as *const c_void, vtable: &VTABLE as *const QueueVTable as *const c_void }
+        Queue::builder(capacity).overflow(overflow).build()
+    }
+
+    /// Starts a queue of at most `capacity` messages (at least 1) with
+    /// more settings: a bound in bytes, a [`Doorbell`].
+    pub fn builder(capacity: usize) -> QueueBuilder {
+        QueueBuilder { capacity, overflow: Overflow::BLOCK, max_bytes: usize::MAX, bell: None }
     }
 
     fn status_to_result(st: SendStatus) -> Result<(), SendError> {
@@ -584,6 +713,75 @@ mod tests {
 
     fn msg(n: u32) -> Message {
         Message::from_validated_json(MessageKind::INDICATOR, format!("{{\"n\": {n}}}"))
+    }
+
+    #[test]
+    fn byte_bound_drops_newest_and_frees_on_receive() {
+        // Each message is 10 bytes of JSON: `{"n": 1}` padded below.
+        let m = |n: u32| Message::from_validated_json(MessageKind::INDICATOR, format!("{{\"n\": {n:>3}}}"));
+        assert_eq!(m(1).json().len(), 10);
+        let q = Queue::builder(100).overflow(Overflow::DROP_NEWEST).max_bytes(25).build();
+        q.send(m(1)).unwrap();
+        q.send(m(2)).unwrap();
+        assert_eq!(q.send(m(3)), Err(SendError::Dropped), "30 bytes exceed the bound of 25");
+        assert_eq!(q.dropped(), 1);
+        assert_eq!(q.recv().unwrap().json(), m(1).json());
+        q.send(m(4)).unwrap();
+        assert_eq!(q.len(), 2);
+        // A message larger than the bound fits into an empty queue only.
+        let big = Message::from_validated_json(MessageKind::INDICATOR, format!("\"{}\"", "x".repeat(40)));
+        assert_eq!(q.send(big.clone()), Err(SendError::Dropped));
+        let mut out = Vec::new();
+        assert!(q.recv_batch(&mut out, 10, Some(Duration::ZERO)));
+        assert_eq!(out.len(), 2);
+        q.send(big).unwrap();
+        assert_eq!(q.dropped(), 2);
+    }
+
+    #[test]
+    fn doorbell_rings_once_per_empty_to_non_empty_and_on_close() {
+        let bell = Doorbell::new().unwrap();
+        let a = Queue::builder(10).doorbell(bell.clone(), 7).build();
+        let b = Queue::builder(10).doorbell(bell.clone(), 8).build();
+        let readable = |bell: &Doorbell| fd_readable(bell.fd());
+        assert!(!readable(&bell));
+        a.send(msg(1)).unwrap();
+        a.send(msg(2)).unwrap();
+        b.send(msg(3)).unwrap();
+        assert!(readable(&bell));
+        let mut rung = Vec::new();
+        bell.take(&mut rung);
+        assert_eq!(rung, [7, 8], "a second message into a non-empty queue does not ring");
+        assert!(!readable(&bell));
+        a.send(msg(4)).unwrap();
+        bell.take(&mut rung);
+        assert_eq!(rung, [7, 8], "a is still non-empty: no new ring");
+        let mut out = Vec::new();
+        a.recv_batch(&mut out, 10, Some(Duration::ZERO));
+        a.send(msg(5)).unwrap();
+        b.close();
+        rung.clear();
+        bell.take(&mut rung);
+        assert_eq!(rung, [7, 8]);
+    }
+
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+
+    extern "C" {
+        fn poll(fds: *mut PollFd, n: u64, timeout_ms: i32) -> i32;
+    }
+
+    /// Whether `fd` is readable right now.
+    fn fd_readable(fd: i32) -> bool {
+        let mut p = PollFd { fd, events: 1, revents: 0 };
+        // SAFETY: one valid, exclusively borrowed pollfd; timeout 0.
+        let n = unsafe { poll(&mut p, 1, 0) };
+        n == 1 && p.revents & 1 != 0
     }
 
     #[test]

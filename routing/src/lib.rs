@@ -57,18 +57,18 @@ impl Subscriptions {
     }
 
     /// Replaces `out` with every distinct queue subscribed to a prefix of
-    /// `topic`.
+    /// `topic`. Linear in the number of subscribed queues.
     pub fn matching(&self, topic: &str, out: &mut Vec<Queue>) {
         out.clear();
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        for (prefix, queues) in topics.iter() {
-            if topic.starts_with(prefix.as_str()) {
-                for q in queues {
-                    if !out.iter().any(|o| o.id() == q.id()) {
-                        out.push(q.clone());
-                    }
-                }
-            }
+        let mut prefixes = topics.iter().filter(|(prefix, _)| topic.starts_with(prefix.as_str()));
+        let Some((_, first)) = prefixes.next() else { return };
+        out.extend(first.iter().cloned());
+        let mut seen: Option<std::collections::HashSet<usize>> = None;
+        for (_, queues) in prefixes {
+            // A queue under two matching prefixes gets the message once.
+            let seen = seen.get_or_insert_with(|| out.iter().map(Queue::id).collect());
+            out.extend(queues.iter().filter(|q| seen.insert(q.id())).cloned());
         }
     }
 
