@@ -194,7 +194,7 @@ fn port_in_use_fails_start_up_with_the_endpoint_named() {
     let out = run_threatbus(&["-c", cfg.path().to_str().unwrap(), "--plugin-dir", dir.path().to_str().unwrap()], &[]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
-    let want = format!("cannot bind the publisher (PUB) socket to tcp://127.0.0.1:{}", ports.pub_port);
+    let want = format!("cannot bind the publisher (XPUB) socket to tcp://127.0.0.1:{}", ports.pub_port);
     assert!(text.contains(&want), "{text}");
 }
 

@@ -41,14 +41,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use threatbus_plugin_api::logging::{excerpt, LogLimiter};
-use threatbus_plugin_api::{export_plugin, spawn_thread, App, Host, Message, PluginContext, PluginError};
+use threatbus_plugin_api::{
+    export_plugin, spawn_thread, App, Doorbell, Host, Message, Overflow, PluginContext, PluginError, Queue,
+};
 
 pub use config::Config;
 pub use management::{parse_request, random_p2p_topic, Rejection, Request, P2P_TOPIC_LEN};
 pub use publisher::frame;
 pub use receiver::{decode_frame, split_frame};
 
-use management::{Registry, REPLY_ERROR, REPLY_SUCCESS, REPLY_UNKNOWN};
+use management::{Refusal, Registry, REPLY_ERROR, REPLY_SUCCESS, REPLY_UNKNOWN};
+
+/// Largest management request frame.
+const MAX_MANAGEMENT_FRAME: i64 = 1 << 20;
+
+/// Largest frame on the pub port: a subscription is one byte and a topic.
+const MAX_SUBSCRIPTION_FRAME: i64 = 256;
 use receiver::SUB_PREFIXES;
 
 /// `tcp://host:port`, with brackets for IPv6 literals.
@@ -87,23 +95,24 @@ fn bind(
     Ok((s, bound))
 }
 
-/// State shared by the management thread and [`App::snapshot`].
-struct Shared {
+/// State shared by the management and publisher threads and
+/// [`App::snapshot`].
+pub(crate) struct Shared {
     registry: Mutex<Registry>,
-    /// Forwarders of removed subscriptions, joined at stop.
-    retired: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Shared {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn retire(&self, subs: Vec<management::Subscription>) {
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        retired.retain(|h| !h.is_finished());
-        for mut s in subs {
-            retired.extend(s.forwarder.take());
+/// Logs what removed subscriptions lost, if anything. The publisher does
+/// this for live ones once it has let go of them.
+pub(crate) fn report_removed(gone: &[management::Subscription]) {
+    for s in gone.iter().filter(|s| s.live == 0) {
+        if let Some(loss) = s.loss_summary() {
+            log::warn!("subscription {} ended: {loss}", s.p2p);
         }
     }
 }
@@ -113,11 +122,13 @@ struct Manager {
     host: Host,
     cfg: Config,
     shared: Arc<Shared>,
-    publisher: Arc<publisher::Publisher>,
+    bell: Arc<Doorbell>,
     pub_port: u16,
     sub_port: u16,
     /// Bounds the log lines about invalid requests.
     invalid: Mutex<LogLimiter>,
+    /// Bounds the log lines about refused subscriptions (caps).
+    refused: Mutex<LogLimiter>,
 }
 
 impl Manager {
@@ -140,36 +151,36 @@ impl Manager {
                     excerpt(format!("{topics:?}").as_bytes()),
                     snapshot.as_secs() / 86_400
                 );
-                // The registry stays locked until the forwarder runs, so a
+                if let Err(why) = self.within_limits(&topics) {
+                    self.refuse(&why);
+                    return REPLY_ERROR.into();
+                }
+                let (cfg, bell) = (&self.cfg, &self.bell);
+                let make_queue = |token| {
+                    Queue::builder(cfg.subscriber_queue_size)
+                        .overflow(Overflow::DROP_NEWEST)
+                        .max_bytes(cfg.subscriber_queue_bytes)
+                        .doorbell(bell.clone(), token)
+                        .build()
+                };
+                // The registry stays locked until the reply is ready, so a
                 // snapshot request for this subscription, which can reach
                 // App::snapshot before host.subscribe returns, waits and then
                 // sees who requested it.
                 let mut reg = self.shared.registry();
-                let sub = match reg.subscribe(&self.host, topics, snapshot, self.cfg.subscriber_queue_size, now) {
+                let sub = match reg.subscribe(&self.host, topics, snapshot, make_queue, now) {
                     Ok(s) => s,
+                    Err(e @ Refusal::Cap(_)) => {
+                        drop(reg);
+                        self.refuse(&e.to_string());
+                        return REPLY_ERROR.into();
+                    }
                     Err(e) => {
                         log::error!("Error handling subscription request: {e}");
                         return REPLY_ERROR.into();
                     }
                 };
-                let p2p = sub.p2p.clone();
-                let (name, p2p_arc, queue, out) = (
-                    format!("zmq-fwd-{}", &p2p[..8]),
-                    Arc::<str>::from(p2p.as_str()),
-                    sub.queue.clone(),
-                    self.publisher.clone(),
-                );
-                match spawn_thread(self.host, &name, move || publisher::forward(p2p_arc, queue, &out)) {
-                    Ok(h) => sub.forwarder = Some(h),
-                    Err(e) => {
-                        log::error!("cannot start a forwarder thread for a subscription: {e}");
-                        let gone: Vec<_> = reg.unsubscribe(&self.host, &p2p).into_iter().collect();
-                        drop(reg);
-                        self.shared.retire(gone);
-                        return REPLY_ERROR.into();
-                    }
-                }
-                let topics = sub.topics.clone();
+                let (p2p, topics) = (sub.p2p.clone(), sub.topics.clone());
                 log::info!("Subscription {p2p} added for topics {topics:?} ({} subscriptions)", reg.len());
                 management::subscribe_reply(&p2p, self.pub_port, self.sub_port)
             }
@@ -179,7 +190,7 @@ impl Manager {
                 match removed {
                     Some(s) => {
                         log::info!("Subscription {p2p} removed (topics {:?})", s.topics);
-                        self.shared.retire(vec![s]);
+                        report_removed(&[s]);
                         REPLY_SUCCESS.into()
                     }
                     None => {
@@ -213,8 +224,36 @@ impl Manager {
         }
         let next = reg.next_expiry(timeout);
         drop(reg);
-        self.shared.retire(gone);
+        report_removed(&gone);
         next
+    }
+
+    /// Checks a subscribe request against the configured limits.
+    fn within_limits(&self, topics: &[String]) -> Result<(), String> {
+        if topics.len() > self.cfg.max_topics_per_request {
+            return Err(format!(
+                "{} topics in one request, more than max_topics_per_request ({})",
+                topics.len(),
+                self.cfg.max_topics_per_request
+            ));
+        }
+        match topics.iter().find(|t| t.len() > self.cfg.max_topic_length) {
+            Some(t) => Err(format!(
+                "a topic of {} bytes, longer than max_topic_length ({}): {}",
+                t.len(),
+                self.cfg.max_topic_length,
+                excerpt(t.as_bytes())
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs a refused subscribe request (rate-limited: a client hammering a
+    /// cap gets one line, then a count).
+    fn refuse(&self, why: &str) {
+        if self.refused.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now()) {
+            log::error!("Subscription request refused: {why}");
+        }
     }
 
     /// The management thread: one reply for every request, whatever it is.
@@ -290,7 +329,6 @@ pub struct ZmqApp {
     shared: Arc<Shared>,
     stopping: Arc<AtomicBool>,
     wake: Mutex<UnixStream>,
-    publisher: Mutex<Option<Arc<publisher::Publisher>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -305,29 +343,35 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     // message and no thread left behind.
     let (rep, manage_port) = bind(&zctx, zmq::REP, "management (REP)", &cfg.host, cfg.manage, |s| {
         // Management requests are tiny; refuse huge frames outright.
-        s.set_maxmsgsize(1 << 20)
+        s.set_maxmsgsize(MAX_MANAGEMENT_FRAME)
     })?;
-    let (pub_sock, pub_port) = bind(&zctx, zmq::PUB, "publisher (PUB)", &cfg.host, cfg.pub_port, |s| {
+    let (pub_sock, pub_port) = bind(&zctx, zmq::XPUB, "publisher (XPUB)", &cfg.host, cfg.pub_port, |s| {
         s.set_sndhwm(cfg.pub_hwm as i32)?;
+        // Subscriptions are one byte and a p2p topic.
+        s.set_maxmsgsize(MAX_SUBSCRIPTION_FRAME)?;
         // Give frames already handed to ZeroMQ a moment to leave at stop.
         s.set_linger(200)
     })?;
+    let mut pub_sock = pub_sock;
+    threatbus_zmq_sockopt::set_xpub_manual(&mut pub_sock, true)
+        .and_then(|()| threatbus_zmq_sockopt::set_xpub_nodrop(&mut pub_sock, true))
+        .map_err(|e| perr(format!("cannot configure the publisher (XPUB) socket: {e}")))?;
     let (sub_sock, sub_port) = bind(&zctx, zmq::SUB, "receiver (SUB)", &cfg.host, cfg.sub, |s| {
         s.set_rcvhwm(cfg.sub_hwm as i32)?;
+        s.set_maxmsgsize(cfg.max_frame_size as i64)?;
         SUB_PREFIXES.iter().try_for_each(|p| s.set_subscribe(p.as_bytes()))
     })?;
 
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared { registry: Mutex::new(Registry::default()), retired: Mutex::new(Vec::new()) });
-    let publisher = Arc::new(publisher::Publisher::new(pub_sock));
+    let shared = Arc::new(Shared { registry: Mutex::new(Registry::new(cfg.max_subscriptions)) });
+    let bell = Doorbell::new().map_err(|e| perr(format!("cannot create the publisher's doorbell: {e}")))?;
 
     let app = ZmqApp {
         host,
         shared: shared.clone(),
         stopping: stopping.clone(),
         wake: Mutex::new(wake_tx),
-        publisher: Mutex::new(Some(publisher.clone())),
         threads: Mutex::new(Vec::new()),
     };
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| -> Result<(), PluginError> {
@@ -341,9 +385,20 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let started = (|| {
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
         spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
+        let publisher = publisher::Publisher::new(
+            host,
+            shared.clone(),
+            pub_sock,
+            bell.clone(),
+            cfg.connect_grace(),
+            cfg.idle_timeout(),
+        );
+        let (st, fd) = (stopping.clone(), clone_fd()?);
+        spawn("zmq-pub", Box::new(move || publisher.run(fd.as_raw_fd(), st)))?;
         let invalid = Mutex::new(LogLimiter::new("invalid management requests", Duration::from_secs(10), 20));
+        let refused = Mutex::new(LogLimiter::new("refused subscription requests", Duration::from_secs(60), 1));
         let manager =
-            Manager { host, cfg: cfg.clone(), shared: shared.clone(), publisher, pub_port, sub_port, invalid };
+            Manager { host, cfg: cfg.clone(), shared: shared.clone(), bell, pub_port, sub_port, invalid, refused };
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-manage", Box::new(move || manager.run(rep, fd.as_raw_fd(), st)))?;
         Ok(())
@@ -393,17 +448,10 @@ impl App for ZmqApp {
         for h in threads {
             let _ = h.join();
         }
-        // No more requests: remove every subscription, which closes the
-        // queues and ends the forwarders once they have handed over what
-        // they hold.
+        // No more requests and no publisher (it sent what it could): remove
+        // every subscription from the bus.
         let subs = self.shared.registry().drain(&self.host);
-        self.shared.retire(subs);
-        let forwarders = std::mem::take(&mut *self.shared.retired.lock().unwrap_or_else(|e| e.into_inner()));
-        for h in forwarders {
-            let _ = h.join();
-        }
-        // The last handle closes the PUB socket.
-        self.publisher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        report_removed(&subs);
         log::info!("ZeroMQ app plugin stopped");
         Ok(())
     }

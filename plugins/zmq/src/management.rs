@@ -22,10 +22,12 @@
 //!   internal topic) is an `error`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use threatbus_plugin_api::{Overflow, Queue};
+use threatbus_plugin_api::Queue;
 
 /// Length of a p2p topic, as in the original.
 pub const P2P_TOPIC_LEN: usize = 32;
@@ -190,26 +192,102 @@ impl Bus for threatbus_plugin_api::Host {
     }
 }
 
+/// Counters of one subscription, shared with the publisher thread.
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Frames handed to ZeroMQ for the app.
+    pub delivered: AtomicU64,
+    /// Messages still queued when the subscription was removed or the
+    /// plugin stopped, so never sent.
+    pub discarded: AtomicU64,
+}
+
 /// One app's subscription: one p2p topic and one queue for all its topics.
 pub struct Subscription {
-    pub p2p: String,
+    pub p2p: Arc<str>,
+    /// The queue's doorbell token.
+    pub token: u64,
     pub topics: Vec<String>,
+    /// Bounded in messages and bytes; drops newest (counted by the queue).
     pub queue: Queue,
     /// Snapshot ids requested by this subscription (it must not serve them).
     pub snapshot_ids: Vec<String>,
-    pub last_seen: Instant,
-    /// The thread moving this queue's messages to the PUB socket.
-    pub forwarder: Option<std::thread::JoinHandle<()>>,
+    pub last_heartbeat: Instant,
+    /// Subscriptions to the p2p topic on the pub port, minus unsubscriptions.
+    pub live: u32,
+    /// Whether the queue is subscribed on the bus (it receives messages).
+    pub registered: bool,
+    /// Since when nobody has been subscribed to the p2p topic; `None` while
+    /// somebody is.
+    pub idle_since: Option<Instant>,
+    /// Whether an app has ever subscribed to the p2p topic.
+    pub ever_live: bool,
+    pub stats: Arc<Stats>,
 }
 
-/// All live p2p subscriptions.
-#[derive(Default)]
+impl Subscription {
+    /// Drops the messages still queued, counting them as discarded.
+    fn discard_queued(&self) {
+        let mut left = Vec::new();
+        while self.queue.recv_batch(&mut left, 4096, Some(Duration::ZERO)) && !left.is_empty() {
+            self.stats.discarded.fetch_add(left.len() as u64, Ordering::Relaxed);
+            left.clear();
+        }
+    }
+
+    /// One line about what was lost, if anything.
+    pub fn loss_summary(&self) -> Option<String> {
+        let (dropped, discarded) = (self.queue.dropped(), self.stats.discarded.load(Ordering::Relaxed));
+        (dropped + discarded > 0).then(|| {
+            format!(
+                "{} messages delivered, {dropped} dropped because the subscription's queue was full \
+                 (subscriber_queue_size/subscriber_queue_bytes), {discarded} discarded undelivered",
+                self.stats.delivered.load(Ordering::Relaxed)
+            )
+        })
+    }
+}
+
+/// Why a subscribe request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_subscriptions` reached.
+    Cap(usize),
+    /// The bus refused a topic.
+    Bus(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Cap(n) => write!(f, "{n} subscriptions exist, the most allowed (max_subscriptions)"),
+            Refusal::Bus(e) => f.write_str(e),
+        }
+    }
+}
+
+/// What changed for the publisher when an app subscribed on the pub port.
+pub struct Activated {
+    pub token: u64,
+    pub p2p: Arc<str>,
+    pub queue: Queue,
+    pub stats: Arc<Stats>,
+}
+
+/// All p2p subscriptions.
 pub struct Registry {
-    subs: HashMap<String, Subscription>,
+    subs: HashMap<Arc<str>, Subscription>,
+    next_token: u64,
+    max: usize,
 }
 
 impl Registry {
-    /// Number of live subscriptions.
+    /// An empty registry holding at most `max` subscriptions.
+    pub fn new(max: usize) -> Self {
+        Registry { subs: HashMap::new(), next_token: 0, max }
+    }
+
+    /// Number of subscriptions.
     pub fn len(&self) -> usize {
         self.subs.len()
     }
@@ -220,23 +298,34 @@ impl Registry {
         self.subs.is_empty()
     }
 
-    /// Subscribes a new p2p topic to `topics`. On any failure, the topics
+    /// Whether `p2p` is a topic handed out and still subscribed.
+    pub fn contains(&self, p2p: &[u8]) -> bool {
+        std::str::from_utf8(p2p).is_ok_and(|p| self.subs.contains_key(p))
+    }
+
+    /// Subscribes a new p2p topic to `topics` on the bus; `make_queue`
+    /// builds its queue for a doorbell token. On any failure, the topics
     /// already subscribed are unsubscribed again and nothing is stored.
     pub fn subscribe(
         &mut self,
         bus: &dyn Bus,
         topics: Vec<String>,
         snapshot: Duration,
-        queue_size: usize,
+        make_queue: impl FnOnce(u64) -> Queue,
         now: Instant,
-    ) -> Result<&mut Subscription, String> {
-        let p2p = loop {
+    ) -> Result<&mut Subscription, Refusal> {
+        if self.subs.len() >= self.max {
+            return Err(Refusal::Cap(self.max));
+        }
+        let p2p: Arc<str> = loop {
             let t = random_p2p_topic();
-            if !self.subs.contains_key(&t) {
-                break t;
+            if !self.subs.contains_key(t.as_str()) {
+                break t.into();
             }
         };
-        let queue = Queue::bounded(queue_size, Overflow::DROP_NEWEST);
+        self.next_token += 1;
+        let token = self.next_token;
+        let queue = make_queue(token);
         let mut snapshot_ids = Vec::new();
         for (i, topic) in topics.iter().enumerate() {
             match bus.subscribe(topic, &queue, snapshot) {
@@ -248,16 +337,29 @@ impl Registry {
                         }
                     }
                     queue.close();
-                    return Err(format!("cannot subscribe to {topic}: {e}"));
+                    return Err(Refusal::Bus(format!("cannot subscribe to {topic}: {e}")));
                 }
             }
         }
-        let sub = Subscription { p2p: p2p.clone(), topics, queue, snapshot_ids, last_seen: now, forwarder: None };
+        let sub = Subscription {
+            p2p: p2p.clone(),
+            token,
+            topics,
+            queue,
+            snapshot_ids,
+            last_heartbeat: now,
+            live: 0,
+            registered: true,
+            idle_since: Some(now),
+            ever_live: false,
+            stats: Arc::default(),
+        };
         Ok(self.subs.entry(p2p).or_insert(sub))
     }
 
-    /// Removes a subscription from the bus and the registry and closes its
-    /// queue (its forwarder then ends). `None` if the p2p topic is unknown.
+    /// Removes a subscription from the bus and the registry, discards (and
+    /// counts) what its queue still holds and closes it. `None` if the p2p
+    /// topic is unknown.
     pub fn unsubscribe(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Subscription> {
         let sub = self.subs.remove(p2p)?;
         release(bus, &sub);
@@ -268,35 +370,97 @@ impl Registry {
     pub fn heartbeat(&mut self, p2p: &str, now: Instant) -> bool {
         match self.subs.get_mut(p2p) {
             Some(s) => {
-                s.last_seen = now;
+                s.last_heartbeat = now;
                 true
             }
             None => false,
         }
     }
 
-    /// When the oldest subscription expires, if any.
-    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.subs.values().map(|s| s.last_seen + timeout).min()
+    /// An app subscribed to `p2p` on the pub port. The first one makes the
+    /// subscription live: its queue is subscribed on the bus again if it
+    /// was not, and the publisher gets what it needs to serve it.
+    pub fn attach(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Activated> {
+        let s = self.subs.get_mut(p2p)?;
+        s.live = s.live.saturating_add(1);
+        if s.live > 1 {
+            return None;
+        }
+        s.idle_since = None;
+        s.ever_live = true;
+        register(bus, s);
+        Some(Activated { token: s.token, p2p: s.p2p.clone(), queue: s.queue.clone(), stats: s.stats.clone() })
     }
 
-    /// Removes every subscription not seen for `timeout`.
+    /// An app unsubscribed from `p2p` on the pub port (or disconnected).
+    /// When nobody is left, the subscription is idle: its queue leaves the
+    /// bus, so that it costs nothing while its app is away. Returns whether
+    /// it became idle.
+    pub fn detach(&mut self, bus: &dyn Bus, p2p: &str, now: Instant) -> bool {
+        let Some(s) = self.subs.get_mut(p2p) else { return false };
+        if s.live == 0 {
+            return false;
+        }
+        s.live -= 1;
+        if s.live > 0 {
+            return false;
+        }
+        s.idle_since = Some(now);
+        unregister(bus, s);
+        true
+    }
+
+    /// Applies the idle rules at `now`: a subscription never attached stops
+    /// buffering after `grace`; one idle for `idle_timeout` is removed and
+    /// returned.
+    pub fn expire_idle(
+        &mut self,
+        bus: &dyn Bus,
+        now: Instant,
+        grace: Duration,
+        idle_timeout: Option<Duration>,
+    ) -> Vec<Subscription> {
+        let mut gone = Vec::new();
+        for s in self.subs.values_mut() {
+            let Some(since) = s.idle_since else { continue };
+            let idle = now.saturating_duration_since(since);
+            if idle_timeout.is_some_and(|t| idle >= t) {
+                gone.push(s.p2p.clone());
+            } else if !s.ever_live && s.registered && idle >= grace {
+                unregister(bus, s);
+            }
+        }
+        gone.iter().filter_map(|p| self.unsubscribe(bus, p)).collect()
+    }
+
+    /// Whether any subscription is idle (then [`Registry::expire_idle`] has
+    /// work to do eventually).
+    pub fn any_idle(&self) -> bool {
+        self.subs.values().any(|s| s.idle_since.is_some())
+    }
+
+    /// When the oldest heartbeat expires, if any.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.subs.values().map(|s| s.last_heartbeat + timeout).min()
+    }
+
+    /// Removes every subscription without a heartbeat for `timeout`.
     pub fn expire(&mut self, bus: &dyn Bus, now: Instant, timeout: Duration) -> Vec<Subscription> {
-        let dead: Vec<String> = self
+        let dead: Vec<Arc<str>> = self
             .subs
             .values()
-            .filter(|s| now.saturating_duration_since(s.last_seen) >= timeout)
+            .filter(|s| now.saturating_duration_since(s.last_heartbeat) >= timeout)
             .map(|s| s.p2p.clone())
             .collect();
         dead.iter().filter_map(|p| self.unsubscribe(bus, p)).collect()
     }
 
-    /// The queues a snapshot request goes to: every subscription except the
-    /// one that requested it.
-    pub fn snapshot_targets(&self, snapshot_id: &str) -> Vec<(String, Queue)> {
+    /// The queues a snapshot request goes to: every subscription on the bus
+    /// except the one that requested it.
+    pub fn snapshot_targets(&self, snapshot_id: &str) -> Vec<(Arc<str>, Queue)> {
         self.subs
             .values()
-            .filter(|s| !s.snapshot_ids.iter().any(|id| id == snapshot_id))
+            .filter(|s| s.registered && !s.snapshot_ids.iter().any(|id| id == snapshot_id))
             .map(|s| (s.p2p.clone(), s.queue.clone()))
             .collect()
     }
@@ -311,12 +475,39 @@ impl Registry {
     }
 }
 
-fn release(bus: &dyn Bus, sub: &Subscription) {
-    for t in &sub.topics {
-        if let Err(e) = bus.unsubscribe(t, &sub.queue) {
-            log::error!("cannot unsubscribe {} from {t}: {e}", sub.p2p);
+fn register(bus: &dyn Bus, s: &mut Subscription) {
+    if s.registered {
+        return;
+    }
+    for t in &s.topics {
+        if let Err(e) = bus.subscribe(t, &s.queue, Duration::ZERO) {
+            log::error!("cannot subscribe {} to {t} again: {e}", s.p2p);
         }
     }
+    s.registered = true;
+}
+
+fn unregister(bus: &dyn Bus, s: &mut Subscription) {
+    if !s.registered {
+        return;
+    }
+    for t in &s.topics {
+        if let Err(e) = bus.unsubscribe(t, &s.queue) {
+            log::error!("cannot unsubscribe {} from {t}: {e}", s.p2p);
+        }
+    }
+    s.registered = false;
+}
+
+fn release(bus: &dyn Bus, sub: &Subscription) {
+    if sub.registered {
+        for t in &sub.topics {
+            if let Err(e) = bus.unsubscribe(t, &sub.queue) {
+                log::error!("cannot unsubscribe {} from {t}: {e}", sub.p2p);
+            }
+        }
+    }
+    sub.discard_queued();
     sub.queue.close();
 }
 
@@ -324,6 +515,11 @@ fn release(bus: &dyn Bus, sub: &Subscription) {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use threatbus_plugin_api::Overflow;
+
+    fn q10(_token: u64) -> Queue {
+        Queue::bounded(10, Overflow::DROP_NEWEST)
+    }
 
     fn req(s: &str) -> Result<Request, Rejection> {
         parse_request(s.as_bytes())
@@ -470,10 +666,10 @@ mod tests {
     #[test]
     fn failed_subscribe_rolls_back_and_stores_nothing() {
         let bus = RecordingBus { refuse: Some("c"), ..Default::default() };
-        let mut reg = Registry::default();
+        let mut reg = Registry::new(100);
         let topics = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let err = reg.subscribe(&bus, topics, Duration::ZERO, 10, Instant::now()).err().unwrap();
-        assert!(err.contains("cannot subscribe to c"), "{err}");
+        let err = reg.subscribe(&bus, topics, Duration::ZERO, q10, Instant::now()).err().unwrap();
+        assert!(err.to_string().contains("cannot subscribe to c"), "{err}");
         assert!(reg.is_empty());
         assert_eq!(*bus.calls.lock().unwrap(), ["+a", "+b", "+c", "-a", "-b"]);
     }
@@ -481,11 +677,11 @@ mod tests {
     #[test]
     fn snapshot_requests_skip_the_requester() {
         let bus = RecordingBus::default();
-        let mut reg = Registry::default();
+        let mut reg = Registry::new(100);
         let now = Instant::now();
-        let a = reg.subscribe(&bus, vec!["x".into()], Duration::from_secs(86_400), 10, now).unwrap().p2p.clone();
-        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, now).unwrap().p2p.clone();
-        let targets: Vec<String> = reg.snapshot_targets("snap-x").into_iter().map(|(p, _)| p).collect();
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::from_secs(86_400), q10, now).unwrap().p2p.clone();
+        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, q10, now).unwrap().p2p.clone();
+        let targets: Vec<Arc<str>> = reg.snapshot_targets("snap-x").into_iter().map(|(p, _)| p).collect();
         assert_eq!(targets, vec![b.clone()]);
         assert_eq!(reg.snapshot_targets("other").len(), 2);
         assert!(reg.unsubscribe(&bus, &a).is_some());
@@ -495,11 +691,11 @@ mod tests {
     #[test]
     fn heartbeats_keep_subscriptions_alive() {
         let bus = RecordingBus::default();
-        let mut reg = Registry::default();
+        let mut reg = Registry::new(100);
         let t0 = Instant::now();
         let timeout = Duration::from_secs(30);
-        let a = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, 10, t0).unwrap().p2p.clone();
-        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, 10, t0).unwrap().p2p.clone();
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, t0).unwrap().p2p.clone();
+        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, q10, t0).unwrap().p2p.clone();
         assert_eq!(reg.next_expiry(timeout), Some(t0 + timeout));
         assert!(reg.heartbeat(&a, t0 + Duration::from_secs(20)));
         let expired = reg.expire(&bus, t0 + Duration::from_secs(31), timeout);
@@ -508,5 +704,69 @@ mod tests {
         assert!(expired[0].queue.is_closed());
         assert!(reg.heartbeat(&a, t0 + Duration::from_secs(31)));
         assert!(!reg.heartbeat(&b, t0 + Duration::from_secs(31)));
+    }
+
+    #[test]
+    fn the_cap_refuses_and_frees_with_removal() {
+        let bus = RecordingBus::default();
+        let mut reg = Registry::new(2);
+        let now = Instant::now();
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, now).unwrap().p2p.clone();
+        reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, now).unwrap();
+        let e = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, now).err().unwrap();
+        assert_eq!(e, Refusal::Cap(2));
+        assert!(reg.unsubscribe(&bus, &a).is_some());
+        assert!(reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, now).is_ok());
+    }
+
+    #[test]
+    fn idle_subscriptions_leave_the_bus_and_expire() {
+        let bus = RecordingBus::default();
+        let mut reg = Registry::new(10);
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let (grace, idle) = (Duration::from_secs(10), Some(Duration::from_secs(100)));
+        let a = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, t0).unwrap().p2p.clone();
+        let b = reg.subscribe(&bus, vec!["y".into()], Duration::ZERO, q10, t0).unwrap().p2p.clone();
+        // a's app connects; b's never does: after the grace b stops buffering.
+        assert!(reg.attach(&bus, &a).is_some());
+        assert!(reg.attach(&bus, &a).is_none(), "a second subscriber changes nothing");
+        assert!(reg.expire_idle(&bus, s(11), grace, idle).is_empty());
+        assert_eq!(*bus.calls.lock().unwrap(), ["+x", "+y", "-y"]);
+        // a's two subscribers leave at 20 s: idle, off the bus.
+        assert!(!reg.detach(&bus, &a, s(20)));
+        assert!(reg.detach(&bus, &a, s(20)));
+        assert!(!reg.detach(&bus, &a, s(21)), "more unsubscriptions than subscriptions are ignored");
+        assert_eq!(bus.calls.lock().unwrap().last().unwrap(), "-x");
+        // b expires 100 s after it was made; a 100 s after it went idle.
+        let gone = reg.expire_idle(&bus, s(100), grace, idle);
+        assert_eq!(gone.iter().map(|g| g.p2p.clone()).collect::<Vec<_>>(), [b.clone()]);
+        assert!(gone[0].queue.is_closed());
+        // a comes back before its time: on the bus again.
+        assert!(reg.attach(&bus, &a).is_some());
+        assert_eq!(bus.calls.lock().unwrap().last().unwrap(), "+x");
+        assert!(reg.expire_idle(&bus, s(1000), grace, idle).is_empty());
+        assert!(reg.detach(&bus, &a, s(1000)));
+        assert_eq!(reg.expire_idle(&bus, s(1100), grace, idle).len(), 1);
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn messages_of_a_removed_idle_subscription_are_counted() {
+        let bus = RecordingBus::default();
+        let mut reg = Registry::new(10);
+        let now = Instant::now();
+        let sub = reg.subscribe(&bus, vec!["x".into()], Duration::ZERO, q10, now).unwrap();
+        for _ in 0..12 {
+            let msg = threatbus_plugin_api::Message::from_validated_json(
+                threatbus_plugin_api::MessageKind::INDICATOR,
+                "{}".into(),
+            );
+            let _ = sub.queue.send(msg);
+        }
+        let p2p = sub.p2p.clone();
+        let gone = reg.unsubscribe(&bus, &p2p).unwrap();
+        let summary = gone.loss_summary().unwrap();
+        assert!(summary.contains("2 dropped") && summary.contains("10 discarded"), "{summary}");
     }
 }
