@@ -740,7 +740,7 @@ mod tests {
         assert_eq!(bus.calls.lock().unwrap().last().unwrap(), "-x");
         // b expires 100 s after it was made; a 100 s after it went idle.
         let gone = reg.expire_idle(&bus, s(100), grace, idle);
-        assert_eq!(gone.iter().map(|g| g.p2p.clone()).collect::<Vec<_>>(), [b.clone()]);
+        assert_eq!(gone.iter().map(|g| g.p2p.clone()).collect::<Vec<_>>(), [b]);
         assert!(gone[0].queue.is_closed());
         // a comes back before its time: on the bus again.
         assert!(reg.attach(&bus, &a).is_some());
