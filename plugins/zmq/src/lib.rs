@@ -152,7 +152,9 @@ impl Manager {
                     snapshot.as_secs() / 86_400
                 );
                 if let Err(why) = self.within_limits(&topics) {
-                    self.refuse(&why);
+                    if self.invalid.lock().unwrap_or_else(|e| e.into_inner()).allow(now) {
+                        log::error!("Subscription request refused: {why}");
+                    }
                     return REPLY_ERROR.into();
                 }
                 let (cfg, bell) = (&self.cfg, &self.bell);
@@ -248,8 +250,8 @@ impl Manager {
         }
     }
 
-    /// Logs a refused subscribe request (rate-limited: a client hammering a
-    /// cap gets one line, then a count).
+    /// Logs a subscribe request refused at the cap (rate-limited: a client
+    /// hammering the cap gets one line, then a count).
     fn refuse(&self, why: &str) {
         if self.refused.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now()) {
             log::error!("Subscription request refused: {why}");
@@ -396,7 +398,7 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-pub", Box::new(move || publisher.run(fd.as_raw_fd(), st)))?;
         let invalid = Mutex::new(LogLimiter::new("invalid management requests", Duration::from_secs(10), 20));
-        let refused = Mutex::new(LogLimiter::new("refused subscription requests", Duration::from_secs(60), 1));
+        let refused = Mutex::new(LogLimiter::new("subscription requests over the cap", Duration::from_secs(60), 1));
         let manager =
             Manager { host, cfg: cfg.clone(), shared: shared.clone(), bell, pub_port, sub_port, invalid, refused };
         let (st, fd) = (stopping.clone(), clone_fd()?);
