@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod idle;
 mod misp;
 mod tenzir;
 mod zeek;
@@ -91,6 +92,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         events: u64,
     },
+    /// One subscriber alone, then among many idle subscriptions (made
+    /// through the management port, never connected).
+    Idle {
+        /// Idle subscriptions beside the measured one.
+        #[arg(long, default_value_t = 20_000)]
+        idle: usize,
+    },
     /// The misp path: MISP attributes from a MISP ZeroMQ publisher through
     /// the misp plugin to a zmq subscriber, against the plain relay.
     Misp,
@@ -159,6 +167,12 @@ fn start_bus(art: &Path) -> Target {
 /// Starts the bus with inmem, zmq, the `extra` plugin libraries and the
 /// `apps` config lines (indented for `plugins.apps`).
 fn start_bus_with(art: &Path, extra: &[&str], apps: &str) -> Target {
+    start_bus_full(art, extra, apps, "")
+}
+
+/// Like [`start_bus_with`]; `zmq` holds more lines of the zmq section
+/// (indented for it).
+fn start_bus_full(art: &Path, extra: &[&str], apps: &str, zmq: &str) -> Target {
     let dir = std::env::temp_dir().join(format!("threatbus-bench-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -176,7 +190,7 @@ fn start_bus_with(art: &Path, extra: &[&str], apps: &str) -> Target {
     std::fs::write(
         &config,
         format!(
-            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{apps}    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n"
+            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{apps}    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n{zmq}"
         ),
     )
     .unwrap();
@@ -602,6 +616,7 @@ fn main() {
         Some(Cmd::Relay { sub, r#pub, hwm }) => return relay(*sub, *r#pub, *hwm),
         Some(Cmd::Zeek { peers, tls }) => return zeek::run(&args, peers, tls),
         Some(Cmd::Misp) => return misp::run(&args),
+        Some(Cmd::Idle { idle }) => return idle::run(&args, *idle),
         Some(Cmd::Tenzir { tenzir_venv, events }) => return tenzir::run(&args, tenzir_venv, *events),
         None => {}
     }

@@ -99,20 +99,39 @@ fn bind(
 /// [`App::snapshot`].
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
+    /// Bounds the lines about ended subscriptions (thousands may end at once).
+    lines: Mutex<LogLimiter>,
 }
 
 impl Shared {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// Logs what removed subscriptions lost, if anything. The publisher does
-/// this for live ones once it has let go of them.
-pub(crate) fn report_removed(gone: &[management::Subscription]) {
-    for s in gone.iter().filter(|s| s.live == 0) {
-        if let Some(loss) = s.loss_summary() {
-            log::warn!("subscription {} ended: {loss}", s.p2p);
+    /// Whether one more line about an ended subscription may be logged.
+    pub(crate) fn allow_line(&self) -> bool {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now())
+    }
+
+    /// Logs what removed subscriptions lost, if anything (the publisher
+    /// does this for live ones once it has let go of them), at a bounded
+    /// rate, with one total when more than a few ended together.
+    pub(crate) fn report_removed(&self, gone: &[management::Subscription]) {
+        let lossy: Vec<_> = gone.iter().filter(|s| s.live == 0).filter_map(|s| Some((s, s.loss_summary()?))).collect();
+        for (s, loss) in &lossy {
+            if self.allow_line() {
+                log::warn!("subscription {} ended: {loss}", s.p2p);
+            }
+        }
+        if lossy.len() > 1 {
+            let (dropped, discarded) = lossy.iter().fold((0, 0), |(a, b), (s, _)| {
+                (a + s.queue.dropped(), b + s.stats.discarded.load(std::sync::atomic::Ordering::Relaxed))
+            });
+            log::warn!(
+                "{} ended subscriptions lost messages: {dropped} dropped because their queues were full, {discarded} \
+                 discarded undelivered",
+                lossy.len()
+            );
         }
     }
 }
@@ -192,7 +211,7 @@ impl Manager {
                 match removed {
                     Some(s) => {
                         log::info!("Subscription {p2p} removed (topics {:?})", s.topics);
-                        report_removed(&[s]);
+                        self.shared.report_removed(&[s]);
                         REPLY_SUCCESS.into()
                     }
                     None => {
@@ -226,7 +245,7 @@ impl Manager {
         }
         let next = reg.next_expiry(timeout);
         drop(reg);
-        report_removed(&gone);
+        self.shared.report_removed(&gone);
         next
     }
 
@@ -366,7 +385,10 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
 
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared { registry: Mutex::new(Registry::new(cfg.max_subscriptions)) });
+    let shared = Arc::new(Shared {
+        registry: Mutex::new(Registry::new(cfg.max_subscriptions)),
+        lines: Mutex::new(LogLimiter::new("lines about ended subscriptions", Duration::from_secs(10), 20)),
+    });
     let bell = Doorbell::new().map_err(|e| perr(format!("cannot create the publisher's doorbell: {e}")))?;
 
     let app = ZmqApp {
@@ -453,7 +475,7 @@ impl App for ZmqApp {
         // No more requests and no publisher (it sent what it could): remove
         // every subscription from the bus.
         let subs = self.shared.registry().drain(&self.host);
-        report_removed(&subs);
+        self.shared.report_removed(&subs);
         log::info!("ZeroMQ app plugin stopped");
         Ok(())
     }

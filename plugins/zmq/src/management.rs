@@ -279,12 +279,18 @@ pub struct Registry {
     subs: HashMap<Arc<str>, Subscription>,
     next_token: u64,
     max: usize,
+    /// Subscriptions with `idle_since` set.
+    idle: usize,
 }
+
+/// Most subscriptions [`Registry::expire_idle`] changes per call, so that
+/// the thread calling it never stalls for long.
+const IDLE_WORK_PER_CALL: usize = 512;
 
 impl Registry {
     /// An empty registry holding at most `max` subscriptions.
     pub fn new(max: usize) -> Self {
-        Registry { subs: HashMap::new(), next_token: 0, max }
+        Registry { subs: HashMap::new(), next_token: 0, max, idle: 0 }
     }
 
     /// Number of subscriptions.
@@ -354,6 +360,7 @@ impl Registry {
             ever_live: false,
             stats: Arc::default(),
         };
+        self.idle += 1;
         Ok(self.subs.entry(p2p).or_insert(sub))
     }
 
@@ -362,6 +369,9 @@ impl Registry {
     /// topic is unknown.
     pub fn unsubscribe(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Subscription> {
         let sub = self.subs.remove(p2p)?;
+        if sub.idle_since.is_some() {
+            self.idle -= 1;
+        }
         release(bus, &sub);
         Some(sub)
     }
@@ -386,7 +396,9 @@ impl Registry {
         if s.live > 1 {
             return None;
         }
-        s.idle_since = None;
+        if s.idle_since.take().is_some() {
+            self.idle -= 1;
+        }
         s.ever_live = true;
         register(bus, s);
         Some(Activated { token: s.token, p2p: s.p2p.clone(), queue: s.queue.clone(), stats: s.stats.clone() })
@@ -406,37 +418,46 @@ impl Registry {
             return false;
         }
         s.idle_since = Some(now);
+        self.idle += 1;
         unregister(bus, s);
         true
     }
 
     /// Applies the idle rules at `now`: a subscription never attached stops
     /// buffering after `grace`; one idle for `idle_timeout` is removed and
-    /// returned.
+    /// returned. Changes at most a bounded number of subscriptions; the
+    /// flag says whether more are due.
     pub fn expire_idle(
         &mut self,
         bus: &dyn Bus,
         now: Instant,
         grace: Duration,
         idle_timeout: Option<Duration>,
-    ) -> Vec<Subscription> {
+    ) -> (Vec<Subscription>, bool) {
         let mut gone = Vec::new();
+        let mut work = 0;
         for s in self.subs.values_mut() {
+            if work == IDLE_WORK_PER_CALL {
+                break;
+            }
             let Some(since) = s.idle_since else { continue };
             let idle = now.saturating_duration_since(since);
             if idle_timeout.is_some_and(|t| idle >= t) {
                 gone.push(s.p2p.clone());
+                work += 1;
             } else if !s.ever_live && s.registered && idle >= grace {
                 unregister(bus, s);
+                work += 1;
             }
         }
-        gone.iter().filter_map(|p| self.unsubscribe(bus, p)).collect()
+        let removed = gone.iter().filter_map(|p| self.unsubscribe(bus, p)).collect();
+        (removed, work == IDLE_WORK_PER_CALL)
     }
 
     /// Whether any subscription is idle (then [`Registry::expire_idle`] has
     /// work to do eventually).
     pub fn any_idle(&self) -> bool {
-        self.subs.values().any(|s| s.idle_since.is_some())
+        self.idle > 0
     }
 
     /// When the oldest heartbeat expires, if any.
@@ -467,6 +488,7 @@ impl Registry {
 
     /// Removes every subscription (at shutdown).
     pub fn drain(&mut self, bus: &dyn Bus) -> Vec<Subscription> {
+        self.idle = 0;
         let all: Vec<Subscription> = self.subs.drain().map(|(_, s)| s).collect();
         for s in &all {
             release(bus, s);
@@ -731,7 +753,7 @@ mod tests {
         // a's app connects; b's never does: after the grace b stops buffering.
         assert!(reg.attach(&bus, &a).is_some());
         assert!(reg.attach(&bus, &a).is_none(), "a second subscriber changes nothing");
-        assert!(reg.expire_idle(&bus, s(11), grace, idle).is_empty());
+        assert!(reg.expire_idle(&bus, s(11), grace, idle).0.is_empty());
         assert_eq!(*bus.calls.lock().unwrap(), ["+x", "+y", "-y"]);
         // a's two subscribers leave at 20 s: idle, off the bus.
         assert!(!reg.detach(&bus, &a, s(20)));
@@ -739,15 +761,16 @@ mod tests {
         assert!(!reg.detach(&bus, &a, s(21)), "more unsubscriptions than subscriptions are ignored");
         assert_eq!(bus.calls.lock().unwrap().last().unwrap(), "-x");
         // b expires 100 s after it was made; a 100 s after it went idle.
-        let gone = reg.expire_idle(&bus, s(100), grace, idle);
+        let gone = reg.expire_idle(&bus, s(100), grace, idle).0;
         assert_eq!(gone.iter().map(|g| g.p2p.clone()).collect::<Vec<_>>(), [b]);
         assert!(gone[0].queue.is_closed());
         // a comes back before its time: on the bus again.
         assert!(reg.attach(&bus, &a).is_some());
         assert_eq!(bus.calls.lock().unwrap().last().unwrap(), "+x");
-        assert!(reg.expire_idle(&bus, s(1000), grace, idle).is_empty());
+        assert!(reg.expire_idle(&bus, s(1000), grace, idle).0.is_empty());
         assert!(reg.detach(&bus, &a, s(1000)));
-        assert_eq!(reg.expire_idle(&bus, s(1100), grace, idle).len(), 1);
+        assert_eq!(reg.expire_idle(&bus, s(1100), grace, idle).0.len(), 1);
+        assert!(!reg.any_idle());
         assert!(reg.is_empty());
     }
 

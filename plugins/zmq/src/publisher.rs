@@ -135,7 +135,7 @@ impl Publisher {
             } else if stalled {
                 STALL_RETRY.as_millis() as i64
             } else if self.shared.registry().any_idle() {
-                next_idle_check.saturating_duration_since(Instant::now()).as_millis() as i64 + 1
+                next_idle_check.saturating_duration_since(Instant::now()).as_millis() as i64
             } else {
                 -1
             };
@@ -171,8 +171,8 @@ impl Publisher {
             }
             let now = Instant::now();
             if now >= next_idle_check {
-                self.apply_idle_rules(now);
-                next_idle_check = now + IDLE_TICK;
+                let more = self.apply_idle_rules(now);
+                next_idle_check = if more { now } else { now + IDLE_TICK };
             }
         }
         self.flush_at_stop();
@@ -325,22 +325,26 @@ impl Publisher {
         }
     }
 
-    fn apply_idle_rules(&mut self, now: Instant) {
+    /// Returns whether more work is due right away.
+    fn apply_idle_rules(&mut self, now: Instant) -> bool {
         let mut reg = self.shared.registry();
         if !reg.any_idle() {
-            return;
+            return false;
         }
-        let gone = reg.expire_idle(&self.host, now, self.grace, self.idle_timeout);
+        let (gone, more) = reg.expire_idle(&self.host, now, self.grace, self.idle_timeout);
         drop(reg);
         for s in &gone {
-            log::warn!(
-                "Subscription {} (topics {:?}) removed: no app subscribed to its p2p topic for {:?} (idle_timeout)",
-                s.p2p,
-                s.topics,
-                self.idle_timeout.unwrap_or_default()
-            );
+            if self.shared.allow_line() {
+                log::warn!(
+                    "Subscription {} (topics {:?}) removed: no app subscribed to its p2p topic for {:?} (idle_timeout)",
+                    s.p2p,
+                    s.topics,
+                    self.idle_timeout.unwrap_or_default()
+                );
+            }
         }
-        crate::report_removed(&gone);
+        self.shared.report_removed(&gone);
+        more
     }
 
     /// At stop: one last non-blocking pass, then whatever is left is
