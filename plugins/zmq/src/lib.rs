@@ -8,12 +8,13 @@
 //! | socket | port key | thread | role |
 //! |---|---|---|---|
 //! | REP | `manage` (13370) | `zmq-manage` | subscribe / unsubscribe / heartbeat |
-//! | PUB | `pub` (13371) | forwarders, one per subscription | frames `<p2p><type> <json>` to apps |
+//! | XPUB | `pub` (13371) | `zmq-pub` | frames `<p2p><type> <json>` to apps; their subscriptions |
 //! | SUB | `sub` (13372) | `zmq-sub` | frames `<topic> <json>` from apps into `inq` |
 //!
-//! Each subscription owns one bounded queue (`subscriber_queue_size`,
-//! drop-newest, drops are counted and logged) and one forwarder thread
-//! (`zmq-fwd-<p2p prefix>`) that formats frames for the PUB thread.
+//! Each subscription owns one bounded queue (messages and bytes,
+//! drop-newest, counted) that rings the publisher's doorbell; one thread
+//! serves every subscription (see `publisher.rs` for who may read what,
+//! and when a subscription is live, idle or gone).
 //!
 //! ## Configuration (`plugins.apps.zmq`)
 //! | key | default | meaning |
@@ -21,9 +22,19 @@
 //! | `host` | `127.0.0.1` | address to bind; `0.0.0.0` for all IPv4, `::` for IPv6 |
 //! | `manage`, `pub`, `sub` | 13370, 13371, 13372 | ports (0 = any free port; the subscribe reply carries the real one) |
 //! | `heartbeat_timeout` | 0 (off) | seconds without heartbeat after which a subscription is removed; apps heartbeat every 5 s |
+//! | `idle_timeout` | 300 | seconds without any app subscribed to the p2p topic after which a subscription is removed (0 = never) |
+//! | `connect_grace` | 10 | seconds a new subscription buffers before its app subscribes on the pub port |
+//! | `max_subscriptions` | 1024 | more subscribe requests get `error` |
+//! | `max_topics_per_request`, `max_topic_length` | 16, 256 | limits of one subscribe request (`error` beyond) |
 //! | `subscriber_queue_size` | 100000 | messages buffered per subscription before new ones are dropped |
-//! | `pub_hwm` | 100000 | ZeroMQ send high-water mark per connected app (0 = unlimited) |
+//! | `subscriber_queue_bytes` | 32 MiB | bytes of JSON buffered per subscription before new ones are dropped |
+//! | `pub_hwm` | 1000 | frames ZeroMQ holds per connected app; a full pipe stalls only that subscription |
 //! | `sub_hwm` | 100000 | ZeroMQ receive high-water mark per publishing app (0 = unlimited) |
+//! | `max_frame_size` | 1 MiB | largest frame on the sub port; a larger one closes that connection |
+//!
+//! Deliberate differences from the original: the pub port serves only the
+//! p2p topics it handed out (the original let an empty prefix read
+//! everything), subscriptions end when abandoned, and the limits above.
 
 #![forbid(unsafe_code)]
 
