@@ -151,6 +151,34 @@ fn inspect_plugin(file: &Path) -> ExitCode {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit: every app
+/// connection is a descriptor, and the usual soft limit of 1024 is far
+/// below what a bus serving many apps (or weathering a connection flood)
+/// needs. The systemd unit sets both limits; this covers other launchers.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the local, valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        log::info!("open files limit: {}", lim.rlim_cur);
+        return;
+    }
+    let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: setrlimit reads one rlimit from the local, valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        log::info!("open files limit raised from {} to {}", lim.rlim_cur, lim.rlim_max);
+    } else {
+        log::warn!(
+            "open files limit stays at {} (cannot raise it to {}: {})",
+            lim.rlim_cur,
+            lim.rlim_max,
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(), String> {
     let path = config::locate(config_arg)?;
     let (cfg, _) = config::load(&path)?;
@@ -161,6 +189,7 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
         env!("CARGO_PKG_VERSION"),
         dir.display()
     );
+    raise_open_files_limit();
 
     // Register signal handling before any plugin thread exists. SIGHUP stops
     // the bus cleanly too (a restart reloads config and plugins).

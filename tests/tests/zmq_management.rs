@@ -214,3 +214,50 @@ fn a_flood_of_large_garbage_requests_writes_a_bounded_log() {
     assert!(log.len() < 50_000, "{} bytes of log for 200 requests", log.len());
     assert!(bus.bus.terminate().success());
 }
+
+/// Raises this process's soft limit of open files to `want` (or fails
+/// saying why), for tests that open many connections.
+fn raise_own_fd_limit(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the local struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert!(lim.rlim_max >= want, "this test needs a hard limit of at least {want} open files, not {}", lim.rlim_max);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit reads the local struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+}
+
+#[test]
+fn a_connection_flood_at_the_usual_soft_limit_does_not_wedge_management() {
+    raise_own_fd_limit(4096);
+    // The bus starts as a shell would start it: soft limit 1024, hard 8192.
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
+    let cfg = config_file(&config(Ports::ANY, ""));
+    let bin = threatbus_bin();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--nofile=1024:8192".as_ref(),
+        bin.as_os_str(),
+        "-c".as_ref(),
+        cfg.path().as_os_str(),
+        "--plugin-dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    let bus = Bus::spawn_bin(std::path::Path::new("/usr/bin/prlimit"), &args, &[]);
+    let mut bus = ZmqBus::from_started(bus, dir);
+    bus.bus.wait_for("open files limit raised from 1024 to 8192");
+    // 1,100 idle TCP connections to the management port.
+    let flood: Vec<std::net::TcpStream> = (0..1_100)
+        .map(|i| {
+            std::net::TcpStream::connect(("127.0.0.1", bus.ports.manage))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect();
+    // An app still gets its answers.
+    let a = bus.subscribe(serde_json::json!("stix2/indicator"), 0);
+    assert_eq!(bus.status(&format!(r#"{{"action": "heartbeat", "topic": "{}"}}"#, a.p2p)), "success");
+    println!("{} idle connections open; management answered", flood.len());
+    drop(flood);
+    assert!(bus.bus.terminate().success());
+}
