@@ -32,6 +32,42 @@ if ! command -v rabbitmq-server >/dev/null 2>&1; then
     if [ "$created_policy" = "1" ]; then rm -f "$policy"; fi
 fi
 
+# A TLS listener on 5671 for the amqps tests: a test CA and a server
+# certificate for localhost/127.0.0.1, made once. The tests read the CA from
+# $TLS_DIR/ca.pem.
+TLS_DIR=/etc/rabbitmq/threatbus-test-tls
+TLS_CONF=/etc/rabbitmq/conf.d/90-threatbus-test-tls.conf
+if [ ! -s "$TLS_DIR/server.pem" ]; then
+    log "making a test CA and server certificate in $TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=threatbus test CA" \
+        -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/ext.cnf"
+    openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$TLS_DIR/ext.cnf" -out "$TLS_DIR/server.pem" 2>/dev/null
+    chmod 0644 "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem"
+    chmod 0640 "$TLS_DIR/server.key" "$TLS_DIR/ca.key"
+    if id rabbitmq >/dev/null 2>&1; then chgrp rabbitmq "$TLS_DIR/server.key"; fi
+fi
+tls_conf="listeners.ssl.default = 5671
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false"
+if [ "$(cat "$TLS_CONF" 2>/dev/null)" != "$tls_conf" ]; then
+    log "configuring the TLS listener on 5671 ($TLS_CONF)"
+    mkdir -p "$(dirname "$TLS_CONF")"
+    printf '%s\n' "$tls_conf" >"$TLS_CONF"
+    # A running node reads its config at start only.
+    if rabbitmqctl -q status >/dev/null 2>&1; then
+        log "restarting the running node for its new listener"
+        rabbitmqctl -q shutdown >/dev/null 2>&1 || rabbitmqctl -q stop >/dev/null 2>&1 || true
+    fi
+fi
+
 # The Erlang cookie must be readable by the user running rabbitmqctl (root here).
 if rabbitmqctl -q status >/dev/null 2>&1; then
     log "RabbitMQ node already running"
@@ -65,4 +101,4 @@ fi
 # Start the app too in case a test left it stopped (stop_app).
 rabbitmqctl -q start_app >/dev/null 2>&1 || true
 timeout 60 rabbitmqctl await_startup --timeout 50 >/dev/null
-log "RabbitMQ is up on localhost:5672 (guest/guest)"
+log "RabbitMQ is up on localhost:5672 (guest/guest), amqps on 5671 (CA $TLS_DIR/ca.pem)"

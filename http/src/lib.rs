@@ -22,6 +22,7 @@ use serde::Deserialize;
 use threatbus_plugin_api::logging::excerpt;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
+pub use threatbus_plugin_api::config::{read_secret, Secret};
 pub use ureq;
 
 /// TLS verification: on (the system's trust store), off, or a PEM file of
@@ -87,23 +88,6 @@ impl Verify {
     }
 }
 
-/// A secret from the config (an API key, a token): never printed.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
-
 /// A span of seconds from the config: a finite number from 0 to a day.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seconds(f64);
@@ -132,27 +116,6 @@ impl<'de> Deserialize<'de> for Seconds {
             Ok(Seconds(v))
         } else {
             Err(serde::de::Error::custom(format!("expected seconds from 0 to 86400, found {v}")))
-        }
-    }
-}
-
-/// A secret given in the config (`<name>`) or in a file (`<name>_file`,
-/// first line); the host's environment overrides apply to `<name>` as to
-/// any key. `key` names the setting in errors, e.g. `api.key`.
-pub fn read_secret(value: Option<&Secret>, file: Option<&PathBuf>, key: &str) -> Result<String, String> {
-    match (value.map(|s| s.0.as_str()), file) {
-        (Some(_), Some(_)) => Err(format!("{key}: set one of {key} and {key}_file, not both")),
-        (None, None) => Err(format!("{key}: required (or {key}_file)")),
-        (Some(v), None) if v.trim().is_empty() => Err(format!("{key}: must not be empty")),
-        (Some(v), None) => Ok(v.trim().to_string()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?;
-            let secret = text.lines().next().unwrap_or("").trim().to_string();
-            if secret.is_empty() {
-                return Err(format!("{key}_file: {} holds no secret", path.display()));
-            }
-            Ok(secret)
         }
     }
 }

@@ -106,3 +106,50 @@ mod tests {
         assert!(parse_plugin_config::<Empty>("inmem", "null").is_ok());
     }
 }
+
+/// A secret from the config (a password, an API key, a token): never
+/// printed, not even by `Debug`.
+#[derive(Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl Secret {
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A secret given in the config (`<name>`, which the host's environment
+/// overrides like any key) or in a file (`<name>_file`, its first line), so
+/// that it need not sit in the config file. `key` names the setting in
+/// errors, e.g. `api.key`.
+pub fn read_secret(value: Option<&Secret>, file: Option<&std::path::PathBuf>, key: &str) -> Result<String, String> {
+    match (value.map(|s| s.0.as_str()), file) {
+        (Some(_), Some(_)) => Err(format!("{key}: set one of {key} and {key}_file, not both")),
+        (None, None) => Err(format!("{key}: required (or {key}_file)")),
+        (Some(v), None) if v.trim().is_empty() => Err(format!("{key}: must not be empty")),
+        (Some(v), None) => Ok(v.trim().to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?;
+            let secret = text.lines().next().unwrap_or("").trim().to_string();
+            if secret.is_empty() {
+                return Err(format!("{key}_file: {} holds no secret", path.display()));
+            }
+            Ok(secret)
+        }
+    }
+}

@@ -159,7 +159,7 @@ fn bus_started_before_the_broker_delivers_once_it_is_up() {
     let setup = RmqSetup::fresh();
     let down = BrokerDown::stop();
     let mut bus = RmqBus::start_no_wait(setup.clone());
-    bus.bus.wait_for("RabbitMQ publisher: connection failed to open");
+    bus.bus.wait_for(&format!("RabbitMQ publisher: connection to amqp://127.0.0.1:{AMQP_PORT}/ failed to open"));
     // The zmq side works without the broker; what the app sends waits in
     // the bus (nothing is delivered: local delivery goes through RabbitMQ).
     let client = bus.subscribe(json!("stix2/indicator"), 0);

@@ -1,7 +1,10 @@
 //! The `plugins.backbones.rabbitmq` config section: the keys and defaults of
 //! the Python `threatbus-rabbitmq`, plus optional keys for the fixes.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use threatbus_plugin_api::config::{read_secret, Secret};
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
@@ -17,8 +20,18 @@ pub struct Config {
     pub port: u16,
     /// User name (required).
     pub username: String,
-    /// Password (required).
-    pub password: String,
+    /// Password (required, here or in `password_file`; the environment
+    /// variable `THREATBUS_PLUGINS__BACKBONES__RABBITMQ__PASSWORD` overrides
+    /// it like any key). Used verbatim.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file whose first line is the password, instead of `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// AMQP over TLS (`amqps`), verifying the broker's certificate and
+    /// host name.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Virtual host, default `/`.
     #[serde(default = "default_vhost")]
     pub vhost: String,
@@ -64,6 +77,27 @@ pub struct Config {
     /// `core.stop_timeout` (default 5).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: f64,
+}
+
+/// The `tls` subsection: TLS is on when it is present (and `enabled` is
+/// not false).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Default `true`: the section turns TLS on.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PEM file of the CA(s) that signed the broker's certificate, trusted
+    /// in addition to the system's trust store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) of this host, for brokers that require
+    /// client certificates; needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM (PKCS#8) private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The `queue` subsection.
@@ -173,7 +207,50 @@ impl Config {
         if self.prefetch == 0 {
             return Err("prefetch must be at least 1".into());
         }
+        if let Some(t) = &self.tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                return Err("tls.cert_file and tls.key_file go together".into());
+            }
+        }
         Ok(())
+    }
+
+    /// Reads `password_file` (if given) into `password`; checks that there
+    /// is exactly one of them.
+    pub fn resolve_password(&mut self) -> Result<(), String> {
+        match (&self.password, &self.password_file) {
+            (Some(_), None) => Ok(()),
+            (password, file) => {
+                let p = read_secret(password.as_ref(), file.as_ref(), "password")?;
+                self.password = Some(Secret::from(p.as_str()));
+                self.password_file = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the connection uses TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.enabled)
+    }
+
+    /// The extra TLS settings (read from their files now, so that renewed
+    /// certificates apply at the next connection).
+    pub fn tls_config(&self) -> Result<lapin::tcp::OwnedTLSConfig, String> {
+        let mut out = lapin::tcp::OwnedTLSConfig::default();
+        let Some(t) = self.tls.as_ref().filter(|t| t.enabled) else { return Ok(out) };
+        let read = |key: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| format!("tls.{key}: cannot read {}: {e}", p.display()))
+        };
+        if let Some(ca) = &t.ca_file {
+            out.cert_chain =
+                Some(String::from_utf8(read("ca_file", ca)?).map_err(|_| "tls.ca_file: not a PEM file".to_string())?);
+        }
+        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+            out.identity =
+                Some(lapin::tcp::OwnedIdentity::PKCS8 { pem: read("cert_file", cert)?, key: read("key_file", key)? });
+        }
+        Ok(out)
     }
 
     /// `"threatbus" + name_join_symbol + name_suffix`.
@@ -207,10 +284,11 @@ impl Config {
     /// The broker address (credentials, vhost and heartbeat are set
     /// structurally, so no URL escaping is involved).
     pub fn uri(&self) -> AMQPUri {
+        let password = self.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
         AMQPUri {
-            scheme: AMQPScheme::AMQP,
+            scheme: if self.tls_enabled() { AMQPScheme::AMQPS } else { AMQPScheme::AMQP },
             authority: AMQPAuthority {
-                userinfo: AMQPUserInfo { username: self.username.clone(), password: self.password.clone() },
+                userinfo: AMQPUserInfo { username: self.username.clone(), password },
                 host: self.host.clone(),
                 port: self.port,
             },
@@ -223,9 +301,15 @@ impl Config {
         }
     }
 
-    /// `host:port/vhost` for log lines (no credentials).
+    /// `amqp[s]://host:port/vhost` for log lines (no credentials).
     pub fn endpoint(&self) -> String {
-        format!("{}:{}/{}", self.host, self.port, self.vhost.strip_prefix('/').unwrap_or(&self.vhost))
+        format!(
+            "{}://{}:{}/{}",
+            if self.tls_enabled() { "amqps" } else { "amqp" },
+            self.host,
+            self.port,
+            self.vhost.strip_prefix('/').unwrap_or(&self.vhost)
+        )
     }
 
     pub fn reconnect_delay(&self) -> Duration {
@@ -279,7 +363,8 @@ mod tests {
 
     #[test]
     fn required_and_unknown_keys_are_errors() {
-        let e = parse(r#"{"host":"h","port":1,"username":"u"}"#).unwrap_err();
+        let mut c = parse(r#"{"host":"h","port":1,"username":"u"}"#).unwrap();
+        let e = c.resolve_password().unwrap_err();
         assert!(e.contains("password"), "{e}");
         let e = parse(r#"{"host":"h","port":1,"username":"u","password":"p","queue":{"durabel":true}}"#).unwrap_err();
         assert!(e.contains("queue") && e.contains("durabel"), "{e}");
@@ -307,10 +392,36 @@ mod tests {
             parse(r#"{"host":"h","port":5,"username":"u@x","password":"p/ss:w","vhost":"v/1","heartbeat":7}"#).unwrap();
         let u = c.uri();
         assert_eq!(u.authority.userinfo.password, "p/ss:w");
+        assert_eq!(u.scheme, AMQPScheme::AMQP);
         assert_eq!(u.vhost, "v/1");
         assert_eq!(u.query.heartbeat, Some(7));
-        assert_eq!(c.endpoint(), "h:5/v/1");
+        assert_eq!(c.endpoint(), "amqp://h:5/v/1");
         let c = parse(r#"{"host":"h","port":5,"username":"u","password":"p"}"#).unwrap();
-        assert_eq!(c.endpoint(), "h:5/");
+        assert_eq!(c.endpoint(), "amqp://h:5/");
+    }
+
+    #[test]
+    fn password_from_a_file_and_tls_settings() {
+        let dir = std::env::temp_dir().join(format!("tb-rmq-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, " s3cret \nsecond line\n").unwrap();
+        let json = format!(
+            r#"{{"host":"h","port":5671,"username":"u","password_file":{:?},"tls":{{"ca_file":"/nonexistent/ca.pem"}}}}"#,
+            file
+        );
+        let mut c = parse(&json).unwrap();
+        c.resolve_password().unwrap();
+        assert_eq!(c.uri().authority.userinfo.password, "s3cret");
+        assert_eq!(c.uri().scheme, AMQPScheme::AMQPS);
+        assert_eq!(c.endpoint(), "amqps://h:5671/");
+        let e = c.tls_config().unwrap_err();
+        assert!(e.contains("tls.ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
+        let both = r#"{"host":"h","port":1,"username":"u","password":"p","password_file":"/x"}"#;
+        assert!(parse(both).unwrap().resolve_password().unwrap_err().contains("not both"));
+        let half = r#"{"host":"h","port":1,"username":"u","password":"p","tls":{"cert_file":"/c"}}"#;
+        assert!(parse(half).unwrap().validate().unwrap_err().contains("key_file"));
+        assert!(format!("{:?}", parse(both).unwrap()).contains("redacted"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -92,8 +92,11 @@ pub struct RabbitMq {
 }
 
 fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
-    let cfg: Config = ctx.config()?;
-    cfg.validate().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
+    let mut cfg: Config = ctx.config()?;
+    cfg.validate()
+        .and_then(|()| cfg.resolve_password())
+        .and_then(|()| cfg.tls_config().map(drop))
+        .map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
     let queue_name = cfg.queue_name();
     let shared = Arc::new(Shared {
         host: ctx.host(),

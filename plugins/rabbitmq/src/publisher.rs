@@ -141,7 +141,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
                 let delay = backoff.next_delay();
                 if failures == 1 {
                     log::warn!(
-                        "RabbitMQ publisher: connection failed to open: {e}; retrying with backoff, first in {delay:?}"
+                        "RabbitMQ publisher: connection to {} failed to open: {e}; retrying with backoff, first in {delay:?}",
+                        cfg.endpoint()
                     );
                 } else {
                     log::debug!("RabbitMQ publisher: connection attempt {failures} failed: {e}; retrying in {delay:?}");

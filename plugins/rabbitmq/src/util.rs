@@ -42,7 +42,9 @@ pub async fn connect(shared: &Shared, role: &str) -> lapin::Result<Connection> {
         .with_connection_name(format!("threatbus {role} ({})", shared.queue_name).into())
         .with_client_property("product".into(), "threatbus (Rust)".into())
         .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
-    let conn = Connection::connect_uri(shared.cfg.uri(), props);
+    let tls = shared.cfg.tls_config().map_err(|e| lapin::Error::from(std::io::Error::other(e)))?;
+    let runtime = lapin::runtime::default_runtime()?;
+    let conn = Connection::connect_uri_with_config(shared.cfg.uri(), props, tls, runtime);
     // The URI's connection_timeout covers TCP; this also bounds the AMQP
     // handshake with a broker that accepts but does not answer.
     let limit = Duration::from_secs_f64(shared.cfg.connect_timeout) + Duration::from_secs(1);
