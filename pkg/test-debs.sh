@@ -24,6 +24,8 @@ for deb in "${debs[@]:1}"; do
     grep -qF "threatbus-plugin-abi-1 (>= 1.$minor)" <<<"$depends" || { echo "FAIL: $deb Depends '$depends'"; exit 1; }
 done
 dpkg -i "${debs[@]}"
+mode=$(stat -c '%a %U' /etc/threatbus/config.yaml)
+[ "$mode" = "600 root" ] || { echo "FAIL: /etc/threatbus/config.yaml is '$mode', want '600 root' (the service gets it as a credential)"; exit 1; }
 list=$(threatbus plugins list)
 echo "$list"
 for p in inmem zmq rabbitmq zeek misp cif3 tenzir; do
