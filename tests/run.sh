@@ -12,10 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
+# libzmq3-dev: Debian's libzmq (with CURVE, which the zmq app's CURVE tests
+# need) instead of the bundled copy; pkg-config finds it.
 if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null || ! command -v openssl >/dev/null \
-    || ! dpkg -s libssl-dev >/dev/null 2>&1; then
+    || ! dpkg -s libssl-dev >/dev/null 2>&1 || ! dpkg -s libzmq3-dev >/dev/null 2>&1; then
     apt-get update
-    apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev openssl
+    apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev openssl libzmq3-dev
 fi
 
 bash .ci/rabbitmq-setup.sh
