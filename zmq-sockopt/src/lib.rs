@@ -1,5 +1,5 @@
 //! ZeroMQ socket options that the `zmq` crate does not expose, set through
-//! `zmq_setsockopt` on the crate's own socket. Kept apart so that the
+//! `zmq_setsockopt` on the crate's own socket, and `zmq_curve_public`. Kept apart so that the
 //! plugins stay free of `unsafe`.
 
 use std::ffi::{c_int, c_void};
@@ -46,6 +46,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_public_key_follows_from_the_secret_key() {
+        if zmq::has("curve") != Some(true) {
+            assert_eq!(curve_public(&"0".repeat(40)), Err(zmq::Error::ENOTSUP));
+            return;
+        }
+        let pair = zmq::CurveKeyPair::new().unwrap();
+        let secret = zmq::z85_encode(&pair.secret_key).unwrap();
+        assert_eq!(curve_public(&secret).unwrap(), zmq::z85_encode(&pair.public_key).unwrap());
+        assert_eq!(curve_public("short"), Err(zmq::Error::EINVAL));
+    }
+
+    #[test]
     fn options_apply_to_xpub_and_are_refused_elsewhere() {
         let ctx = zmq::Context::new();
         let mut xpub = ctx.socket(zmq::XPUB).unwrap();
@@ -75,4 +87,21 @@ mod tests {
         xpub.send("mine: delivered", 0).unwrap();
         assert_eq!(sub.recv_bytes(0).unwrap(), b"mine: delivered");
     }
+}
+
+/// The Z85 public key of a Z85 CURVE secret key (`zmq_curve_public`).
+pub fn curve_public(secret_z85: &str) -> zmq::Result<String> {
+    let secret = std::ffi::CString::new(secret_z85).map_err(|_| zmq::Error::EINVAL)?;
+    if secret_z85.len() != 40 {
+        return Err(zmq::Error::EINVAL);
+    }
+    let mut public = [0u8; 41];
+    // SAFETY: `public` has room for 40 Z85 characters and the NUL that
+    // zmq_curve_public writes; `secret` is a NUL-terminated 40-character key.
+    let rc = unsafe { zmq_sys::zmq_curve_public(public.as_mut_ptr().cast(), secret.as_ptr()) };
+    if rc != 0 {
+        // SAFETY: zmq_errno only reads the calling thread's errno.
+        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
+    }
+    Ok(String::from_utf8_lossy(&public[..40]).into_owned())
 }

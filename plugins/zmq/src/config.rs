@@ -92,6 +92,9 @@ pub struct Config {
     /// subscribed to on the pub port is removed; 0 = never.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: f64,
+    /// ZeroMQ CURVE on all three sockets (off when absent).
+    #[serde(default)]
+    pub curve: Option<crate::curve::CurveConfig>,
 }
 
 impl Config {
@@ -113,8 +116,9 @@ impl Config {
                 return Err(format!("{key}: must be at least 1"));
             }
         }
-        if !(256..=(1 << 30)).contains(&self.max_frame_size) {
-            return Err("max_frame_size: must be between 256 bytes and 1 GiB".into());
+        // Handshake commands (CURVE's INITIATE) count against the bound too.
+        if !(1024..=(1 << 30)).contains(&self.max_frame_size) {
+            return Err("max_frame_size: must be between 1024 bytes and 1 GiB".into());
         }
         for (key, v) in [("connect_grace", self.connect_grace), ("idle_timeout", self.idle_timeout)] {
             if !v.is_finite() || !(0.0..=1e9).contains(&v) {

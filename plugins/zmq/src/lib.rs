@@ -31,6 +31,7 @@
 //! | `pub_hwm` | 1000 | frames ZeroMQ holds per connected app; a full pipe stalls only that subscription |
 //! | `sub_hwm` | 100000 | ZeroMQ receive high-water mark per publishing app (0 = unlimited) |
 //! | `max_frame_size` | 1 MiB | largest frame on the sub port; a larger one closes that connection |
+//! | `curve` | off | ZeroMQ CURVE on all three sockets: `public_key_file`, `secret_key_file`, `allowed_clients`, `allowed_clients_file` (see `curve.rs`) |
 //!
 //! Deliberate differences from the original: the pub port serves only the
 //! p2p topics it handed out (the original let an empty prefix read
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod curve;
 mod management;
 mod publisher;
 mod receiver;
@@ -66,8 +68,10 @@ use management::{Refusal, Registry, REPLY_ERROR, REPLY_SUCCESS, REPLY_UNKNOWN};
 /// Largest management request frame.
 const MAX_MANAGEMENT_FRAME: i64 = 1 << 20;
 
-/// Largest frame on the pub port: a subscription is one byte and a topic.
-const MAX_SUBSCRIPTION_FRAME: i64 = 256;
+/// Largest frame on the pub port: a subscription is one byte and a topic,
+/// but the bound also applies to handshake commands (CURVE's INITIATE
+/// carries several hundred bytes).
+const MAX_SUBSCRIPTION_FRAME: i64 = 1024;
 use receiver::SUB_PREFIXES;
 
 /// `tcp://host:port`, with brackets for IPv6 literals.
@@ -370,14 +374,30 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let host = ctx.host();
     let zctx = zmq::Context::new();
     let perr = PluginError::new;
+    let curve = match &cfg.curve {
+        Some(c) => Some(c.load().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?),
+        None => None,
+    };
+    let keys = curve.as_ref().map(|c| c.keys.clone());
+    let secure = |s: &zmq::Socket| keys.as_ref().map_or(Ok(()), |k| curve::apply(s, k));
+    // The ZAP handler's socket exists before any CURVE socket is bound.
+    let zap = match curve.as_ref().and_then(|c| c.allowed.clone()) {
+        Some(allowed) => {
+            let s = curve::bind_zap(&zctx).map_err(|e| perr(format!("cannot start the ZAP handler: {e}")))?;
+            Some((s, allowed))
+        }
+        None => None,
+    };
 
     // Bind everything first: a port in use fails start-up with a clear
     // message and no thread left behind.
     let (rep, manage_port) = bind(&zctx, zmq::REP, "management (REP)", &cfg.host, cfg.manage, |s| {
+        secure(s)?;
         // Management requests are tiny; refuse huge frames outright.
         s.set_maxmsgsize(MAX_MANAGEMENT_FRAME)
     })?;
     let (pub_sock, pub_port) = bind(&zctx, zmq::XPUB, "publisher (XPUB)", &cfg.host, cfg.pub_port, |s| {
+        secure(s)?;
         s.set_sndhwm(cfg.pub_hwm as i32)?;
         // Subscriptions are one byte and a p2p topic.
         s.set_maxmsgsize(MAX_SUBSCRIPTION_FRAME)?;
@@ -389,6 +409,7 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
         .and_then(|()| threatbus_zmq_sockopt::set_xpub_nodrop(&mut pub_sock, true))
         .map_err(|e| perr(format!("cannot configure the publisher (XPUB) socket: {e}")))?;
     let (sub_sock, sub_port) = bind(&zctx, zmq::SUB, "receiver (SUB)", &cfg.host, cfg.sub, |s| {
+        secure(s)?;
         s.set_rcvhwm(cfg.sub_hwm as i32)?;
         s.set_maxmsgsize(cfg.max_frame_size as i64)?;
         SUB_PREFIXES.iter().try_for_each(|p| s.set_subscribe(p.as_bytes()))
@@ -418,6 +439,10 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     // clones so that each owns its descriptor.
     let clone_fd = || wake_rx.try_clone().map_err(|e| perr(format!("cannot clone the wake-up socket: {e}")));
     let started = (|| {
+        if let Some((socket, allowed)) = zap {
+            let (st, fd) = (stopping.clone(), clone_fd()?);
+            spawn("zmq-zap", Box::new(move || curve::serve_zap(socket, allowed, fd.as_raw_fd(), st)))?;
+        }
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
         spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
         let publisher = publisher::Publisher::new(
@@ -444,9 +469,16 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     }
     drop(wake_rx);
     log::info!(
-        "ZeroMQ app plugin started: management tcp://{h}:{manage_port}, pub {pub_port}, sub {sub_port}{}",
+        "ZeroMQ app plugin started: management tcp://{h}:{manage_port}, pub {pub_port}, sub {sub_port}{}{}",
         match cfg.heartbeat_timeout() {
             Some(t) => format!(", subscriptions expire after {t:?} without heartbeat"),
+            None => String::new(),
+        },
+        match &curve {
+            Some(c) => match &c.allowed {
+                Some(a) => format!(", CURVE on ({} allowed client keys)", a.len()),
+                None => ", CURVE on (any client with the server key)".to_string(),
+            },
             None => String::new(),
         },
         h = cfg.host,
