@@ -41,6 +41,23 @@ pub fn set_xpub_nodrop(socket: &mut zmq::Socket, on: bool) -> zmq::Result<()> {
     set_int(socket, zmq_sys::ZMQ_XPUB_NODROP, on as i32)
 }
 
+/// The Z85 public key of a Z85 CURVE secret key (`zmq_curve_public`).
+pub fn curve_public(secret_z85: &str) -> zmq::Result<String> {
+    let secret = std::ffi::CString::new(secret_z85).map_err(|_| zmq::Error::EINVAL)?;
+    if secret_z85.len() != 40 {
+        return Err(zmq::Error::EINVAL);
+    }
+    let mut public = [0u8; 41];
+    // SAFETY: `public` has room for 40 Z85 characters and the NUL that
+    // zmq_curve_public writes; `secret` is a NUL-terminated 40-character key.
+    let rc = unsafe { zmq_sys::zmq_curve_public(public.as_mut_ptr().cast(), secret.as_ptr()) };
+    if rc != 0 {
+        // SAFETY: zmq_errno only reads the calling thread's errno.
+        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
+    }
+    Ok(String::from_utf8_lossy(&public[..40]).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,21 +104,4 @@ mod tests {
         xpub.send("mine: delivered", 0).unwrap();
         assert_eq!(sub.recv_bytes(0).unwrap(), b"mine: delivered");
     }
-}
-
-/// The Z85 public key of a Z85 CURVE secret key (`zmq_curve_public`).
-pub fn curve_public(secret_z85: &str) -> zmq::Result<String> {
-    let secret = std::ffi::CString::new(secret_z85).map_err(|_| zmq::Error::EINVAL)?;
-    if secret_z85.len() != 40 {
-        return Err(zmq::Error::EINVAL);
-    }
-    let mut public = [0u8; 41];
-    // SAFETY: `public` has room for 40 Z85 characters and the NUL that
-    // zmq_curve_public writes; `secret` is a NUL-terminated 40-character key.
-    let rc = unsafe { zmq_sys::zmq_curve_public(public.as_mut_ptr().cast(), secret.as_ptr()) };
-    if rc != 0 {
-        // SAFETY: zmq_errno only reads the calling thread's errno.
-        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
-    }
-    Ok(String::from_utf8_lossy(&public[..40]).into_owned())
 }
