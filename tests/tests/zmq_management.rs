@@ -230,7 +230,7 @@ fn raise_own_fd_limit(want: u64) {
 }
 
 #[test]
-fn a_connection_flood_at_the_usual_soft_limit_does_not_wedge_management() {
+fn a_connection_flood_at_the_usual_soft_limit_is_logged_and_does_not_wedge_management() {
     raise_own_fd_limit(4096);
     // The bus starts as a shell would start it: soft limit 1024, hard 8192.
     let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
@@ -254,10 +254,38 @@ fn a_connection_flood_at_the_usual_soft_limit_does_not_wedge_management() {
                 .unwrap_or_else(|e| panic!("connection {i}: {e}"))
         })
         .collect();
-    // An app still gets its answers.
+    // The flood is logged, and an app still gets its answers.
+    bus.bus.wait_for("1000 connections open on the management port");
     let a = bus.subscribe(serde_json::json!("stix2/indicator"), 0);
     assert_eq!(bus.status(&format!(r#"{{"action": "heartbeat", "topic": "{}"}}"#, a.p2p)), "success");
     println!("{} idle connections open; management answered", flood.len());
     drop(flood);
+    assert!(bus.bus.terminate().success());
+}
+
+#[test]
+fn running_out_of_descriptors_is_logged_and_recovers() {
+    // Soft and hard limit 128: the bus cannot raise it.
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
+    let cfg = config_file(&config(Ports::ANY, ""));
+    let bin = threatbus_bin();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--nofile=128:128".as_ref(),
+        bin.as_os_str(),
+        "-c".as_ref(),
+        cfg.path().as_os_str(),
+        "--plugin-dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    let bus = Bus::spawn_bin(std::path::Path::new("/usr/bin/prlimit"), &args, &[]);
+    let mut bus = ZmqBus::from_started(bus, dir);
+    bus.bus.wait_for("open files limit: 128");
+    let flood: Vec<std::net::TcpStream> =
+        (0..200).map(|_| std::net::TcpStream::connect(("127.0.0.1", bus.ports.manage)).unwrap()).collect();
+    bus.bus.wait_for("cannot accept a connection on the management port: Too many open files");
+    // Once the flood is gone, management answers again.
+    drop(flood);
+    let a = bus.subscribe(serde_json::json!("stix2/indicator"), 0);
+    assert_eq!(bus.status(&format!(r#"{{"action": "heartbeat", "topic": "{}"}}"#, a.p2p)), "success");
     assert!(bus.bus.terminate().success());
 }

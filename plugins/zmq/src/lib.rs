@@ -11,6 +11,10 @@
 //! | XPUB | `pub` (13371) | `zmq-pub` | frames `<p2p><type> <json>` to apps; their subscriptions |
 //! | SUB | `sub` (13372) | `zmq-sub` | frames `<topic> <json>` from apps into `inq` |
 //!
+//! `zmq-monitor` counts the connections of all three and logs floods,
+//! accept failures and failed handshakes; `zmq-zap` admits CURVE clients
+//! when `curve.allowed_clients` is set.
+//!
 //! Each subscription owns one bounded queue (messages and bytes,
 //! drop-newest, counted) that rings the publisher's doorbell; one thread
 //! serves every subscription (see `publisher.rs` for who may read what,
@@ -42,6 +46,7 @@
 mod config;
 mod curve;
 mod management;
+mod monitor;
 mod publisher;
 mod receiver;
 
@@ -415,6 +420,11 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
         SUB_PREFIXES.iter().try_for_each(|p| s.set_subscribe(p.as_bytes()))
     })?;
 
+    let watched = [(&rep, "management"), (&pub_sock, "pub"), (&sub_sock, "sub")]
+        .into_iter()
+        .map(|(s, name)| monitor::watch(&zctx, s, name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| perr(format!("cannot monitor the sockets: {e}")))?;
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
@@ -443,6 +453,8 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
             let (st, fd) = (stopping.clone(), clone_fd()?);
             spawn("zmq-zap", Box::new(move || curve::serve_zap(socket, allowed, fd.as_raw_fd(), st)))?;
         }
+        let (st, fd) = (stopping.clone(), clone_fd()?);
+        spawn("zmq-monitor", Box::new(move || monitor::run(watched, fd.as_raw_fd(), st)))?;
         let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
         spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
         let publisher = publisher::Publisher::new(
