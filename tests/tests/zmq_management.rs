@@ -215,6 +215,24 @@ fn a_flood_of_large_garbage_requests_writes_a_bounded_log() {
     assert!(bus.bus.terminate().success());
 }
 
+/// A bus (inmem + zmq) started by `prlimit --nofile=<soft:hard>`; keep the
+/// config file as long as the bus runs.
+fn start_with_open_files_limit(soft_hard: &str) -> (ZmqBus, tempfile::NamedTempFile) {
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
+    let cfg = config_file(&config(Ports::ANY, ""));
+    let (bin, limit) = (threatbus_bin(), format!("--nofile={soft_hard}"));
+    let args: Vec<&std::ffi::OsStr> = vec![
+        limit.as_ref(),
+        bin.as_os_str(),
+        "-c".as_ref(),
+        cfg.path().as_os_str(),
+        "--plugin-dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    let bus = Bus::spawn_bin(std::path::Path::new("/usr/bin/prlimit"), &args, &[]);
+    (ZmqBus::from_started(bus, dir), cfg)
+}
+
 /// Raises this process's soft limit of open files to `want` (or fails
 /// saying why), for tests that open many connections.
 fn raise_own_fd_limit(want: u64) {
@@ -233,19 +251,7 @@ fn raise_own_fd_limit(want: u64) {
 fn a_connection_flood_at_the_usual_soft_limit_is_logged_and_does_not_wedge_management() {
     raise_own_fd_limit(4096);
     // The bus starts as a shell would start it: soft limit 1024, hard 8192.
-    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
-    let cfg = config_file(&config(Ports::ANY, ""));
-    let bin = threatbus_bin();
-    let args: Vec<&std::ffi::OsStr> = vec![
-        "--nofile=1024:8192".as_ref(),
-        bin.as_os_str(),
-        "-c".as_ref(),
-        cfg.path().as_os_str(),
-        "--plugin-dir".as_ref(),
-        dir.path().as_os_str(),
-    ];
-    let bus = Bus::spawn_bin(std::path::Path::new("/usr/bin/prlimit"), &args, &[]);
-    let mut bus = ZmqBus::from_started(bus, dir);
+    let (mut bus, _cfg) = start_with_open_files_limit("1024:8192");
     bus.bus.wait_for("open files limit raised from 1024 to 8192");
     // 1,100 idle TCP connections to the management port.
     let flood: Vec<std::net::TcpStream> = (0..1_100)
@@ -266,19 +272,7 @@ fn a_connection_flood_at_the_usual_soft_limit_is_logged_and_does_not_wedge_manag
 #[test]
 fn running_out_of_descriptors_is_logged_and_recovers() {
     // Soft and hard limit 128: the bus cannot raise it.
-    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
-    let cfg = config_file(&config(Ports::ANY, ""));
-    let bin = threatbus_bin();
-    let args: Vec<&std::ffi::OsStr> = vec![
-        "--nofile=128:128".as_ref(),
-        bin.as_os_str(),
-        "-c".as_ref(),
-        cfg.path().as_os_str(),
-        "--plugin-dir".as_ref(),
-        dir.path().as_os_str(),
-    ];
-    let bus = Bus::spawn_bin(std::path::Path::new("/usr/bin/prlimit"), &args, &[]);
-    let mut bus = ZmqBus::from_started(bus, dir);
+    let (mut bus, _cfg) = start_with_open_files_limit("128:128");
     bus.bus.wait_for("open files limit: 128");
     let flood: Vec<std::net::TcpStream> =
         (0..200).map(|_| std::net::TcpStream::connect(("127.0.0.1", bus.ports.manage)).unwrap()).collect();
