@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian packages and checks them as an operator would use them
 # (needs root; removes them again at the end):
-#   1. lintian finds nothing (errors or warnings);
+#   1. lintian finds nothing (errors or warnings); systemd-analyze security
+#      rates the unit's exposure at 1.5 or below;
 #   2. the ABI relation: the host provides threatbus-plugin-abi-1 (= 1.N),
 #      every plugin depends on threatbus-plugin-abi-1 (>= 1.M);
 #   3. the host package alone installs, owns the plugin directory, and the
@@ -33,6 +34,13 @@ if command -v lintian >/dev/null; then
 else
     fail "lintian is not installed (apt-get install lintian)"
 fi
+
+# The unit's sandbox: systemd-analyze's exposure score stays at 1.5 or below
+# (the README records it).
+score=$(systemd-analyze security --offline=true pkg/threatbus.service 2>/dev/null | sed -n 's/.*Overall exposure level for threatbus.service: \([0-9.]*\).*/\1/p')
+systemd-analyze security --offline=true --threshold=15 pkg/threatbus.service >/dev/null 2>&1 \
+    || fail "systemd-analyze security rates the unit ${score:-?}, above 1.5"
+pass "systemd-analyze security: exposure $score"
 
 # 2. The ABI relation, so that apt refuses what the loader would refuse.
 minor=$(sed -n 's/^pub const ABI_MINOR: u32 = \([0-9]*\);$/\1/p' plugin-api/src/abi.rs | head -n1)
