@@ -22,7 +22,7 @@
 //!   internal topic) is an `error`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -279,8 +279,9 @@ pub struct Registry {
     subs: HashMap<Arc<str>, Subscription>,
     next_token: u64,
     max: usize,
-    /// Subscriptions with `idle_since` set.
-    idle: usize,
+    /// Subscriptions with `idle_since` set; readable without the registry's
+    /// lock through [`Registry::idle_count`].
+    idle: Arc<AtomicUsize>,
 }
 
 /// Most subscriptions [`Registry::expire_idle`] changes per call, so that
@@ -290,7 +291,7 @@ const IDLE_WORK_PER_CALL: usize = 512;
 impl Registry {
     /// An empty registry holding at most `max` subscriptions.
     pub fn new(max: usize) -> Self {
-        Registry { subs: HashMap::new(), next_token: 0, max, idle: 0 }
+        Registry { subs: HashMap::new(), next_token: 0, max, idle: Arc::default() }
     }
 
     /// Number of subscriptions.
@@ -360,7 +361,7 @@ impl Registry {
             ever_live: false,
             stats: Arc::default(),
         };
-        self.idle += 1;
+        self.idle.fetch_add(1, Ordering::Relaxed);
         Ok(self.subs.entry(p2p).or_insert(sub))
     }
 
@@ -370,7 +371,7 @@ impl Registry {
     pub fn unsubscribe(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Subscription> {
         let sub = self.subs.remove(p2p)?;
         if sub.idle_since.is_some() {
-            self.idle -= 1;
+            self.idle.fetch_sub(1, Ordering::Relaxed);
         }
         release(bus, &sub);
         Some(sub)
@@ -397,7 +398,7 @@ impl Registry {
             return None;
         }
         if s.idle_since.take().is_some() {
-            self.idle -= 1;
+            self.idle.fetch_sub(1, Ordering::Relaxed);
         }
         s.ever_live = true;
         register(bus, s);
@@ -418,7 +419,7 @@ impl Registry {
             return false;
         }
         s.idle_since = Some(now);
-        self.idle += 1;
+        self.idle.fetch_add(1, Ordering::Relaxed);
         unregister(bus, s);
         true
     }
@@ -457,7 +458,12 @@ impl Registry {
     /// Whether any subscription is idle (then [`Registry::expire_idle`] has
     /// work to do eventually).
     pub fn any_idle(&self) -> bool {
-        self.idle > 0
+        self.idle.load(Ordering::Relaxed) > 0
+    }
+
+    /// The number of idle subscriptions, to read without the lock.
+    pub fn idle_count(&self) -> Arc<AtomicUsize> {
+        self.idle.clone()
     }
 
     /// When the oldest heartbeat expires, if any.
@@ -488,7 +494,7 @@ impl Registry {
 
     /// Removes every subscription (at shutdown).
     pub fn drain(&mut self, bus: &dyn Bus) -> Vec<Subscription> {
-        self.idle = 0;
+        self.idle.store(0, Ordering::Relaxed);
         let all: Vec<Subscription> = self.subs.drain().map(|(_, s)| s).collect();
         for s in &all {
             release(bus, s);

@@ -125,6 +125,7 @@ impl Publisher {
 
     /// Runs until `wake_fd` becomes readable (the plugin stops).
     pub fn run(mut self, wake_fd: RawFd, stopping: Arc<AtomicBool>) {
+        let idle = self.shared.registry().idle_count();
         let mut rung = Vec::new();
         let mut next_idle_check = Instant::now();
         loop {
@@ -134,7 +135,7 @@ impl Publisher {
                 0
             } else if stalled {
                 STALL_RETRY.as_millis() as i64
-            } else if self.shared.registry().any_idle() {
+            } else if idle.load(Ordering::Relaxed) > 0 {
                 next_idle_check.saturating_duration_since(Instant::now()).as_millis() as i64
             } else {
                 -1
