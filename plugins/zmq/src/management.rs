@@ -228,23 +228,36 @@ pub struct Subscription {
 impl Subscription {
     /// Drops the messages still queued, counting them as discarded.
     fn discard_queued(&self) {
-        let mut left = Vec::new();
-        while self.queue.recv_batch(&mut left, 4096, Some(Duration::ZERO)) && !left.is_empty() {
-            self.stats.discarded.fetch_add(left.len() as u64, Ordering::Relaxed);
-            left.clear();
-        }
+        discard_queued(&self.queue, &self.stats);
     }
 
     /// One line about what was lost, if anything.
     pub fn loss_summary(&self) -> Option<String> {
-        let (dropped, discarded) = (self.queue.dropped(), self.stats.discarded.load(Ordering::Relaxed));
-        (dropped + discarded > 0).then(|| {
-            format!(
-                "{} messages delivered, {dropped} dropped because the subscription's queue was full \
-                 (subscriber_queue_size/subscriber_queue_bytes), {discarded} discarded undelivered",
-                self.stats.delivered.load(Ordering::Relaxed)
-            )
-        })
+        let (line, lost) = self.stats.account(&self.queue);
+        lost.then_some(line)
+    }
+}
+
+impl Stats {
+    /// What became of the messages of the subscription with `queue`, and
+    /// whether any was lost.
+    pub fn account(&self, queue: &Queue) -> (String, bool) {
+        let (dropped, discarded) = (queue.dropped(), self.discarded.load(Ordering::Relaxed));
+        let line = format!(
+            "{} messages delivered, {dropped} dropped because the subscription's queue was full \
+             (subscriber_queue_size/subscriber_queue_bytes), {discarded} discarded undelivered",
+            self.delivered.load(Ordering::Relaxed)
+        );
+        (line, dropped + discarded > 0)
+    }
+}
+
+/// Takes what `queue` still holds and counts it as discarded in `stats`.
+pub fn discard_queued(queue: &Queue, stats: &Stats) {
+    let mut left = Vec::new();
+    while queue.recv_batch(&mut left, 4096, Some(Duration::ZERO)) && !left.is_empty() {
+        stats.discarded.fetch_add(left.len() as u64, Ordering::Relaxed);
+        left.clear();
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use threatbus_plugin_api::logging::{excerpt, LogLimiter};
 use threatbus_plugin_api::{Doorbell, Host, Message, MessageKind, Queue};
 
-use crate::management::{Activated, Stats};
+use crate::management::{discard_queued, Activated, Stats};
 use crate::Shared;
 
 /// Most messages sent for one subscription before the others get a turn.
@@ -355,7 +355,8 @@ impl Publisher {
         for t in tokens {
             let _ = self.turn(t);
             if let Some(o) = self.outlets.remove(&t) {
-                o.stats.discarded.fetch_add(o.held.len() as u64 + o.queue.len() as u64, Ordering::Relaxed);
+                discard_queued(&o.queue, &o.stats);
+                o.stats.discarded.fetch_add(o.held.len() as u64, Ordering::Relaxed);
                 log_account(&o);
             }
         }
@@ -365,17 +366,11 @@ impl Publisher {
 /// Logs a finished subscription's account if it lost anything; at debug
 /// level otherwise.
 fn log_account(o: &Outlet) {
-    let (delivered, dropped, discarded) =
-        (o.stats.delivered.load(Ordering::Relaxed), o.queue.dropped(), o.stats.discarded.load(Ordering::Relaxed));
-    let line = format!(
-        "subscription {} ended: {delivered} messages delivered, {dropped} dropped because the subscription's queue \
-         was full (subscriber_queue_size/subscriber_queue_bytes), {discarded} discarded undelivered",
-        o.p2p
-    );
-    if dropped + discarded > 0 {
-        log::warn!("{line}");
+    let (account, lost) = o.stats.account(&o.queue);
+    if lost {
+        log::warn!("subscription {} ended: {account}", o.p2p);
     } else {
-        log::debug!("{line}");
+        log::debug!("subscription {} ended: {account}", o.p2p);
     }
 }
 
