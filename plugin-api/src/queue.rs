@@ -628,11 +628,14 @@ impl Queue {
     /// Waits (at most `timeout`, or forever with `None`) for messages and
     /// appends up to `max` of them to `out`. Returns `false` once the queue
     /// is closed and empty.
+    /// `out`'s allocation is handed to the queue and back (no copy, no new
+    /// buffer), so a caller that reuses `out` allocates nothing per batch.
     pub fn recv_batch(&self, out: &mut Vec<Message>, max: usize, timeout: Option<Duration>) -> bool {
-        let mut buf = RVec::with_capacity(max.min(1024));
+        out.reserve(max.min(1024));
+        let mut buf = RVec::from(std::mem::take(out));
         let ms = timeout.map(|t| t.as_millis() as u64).unwrap_or(FOREVER_MS);
         let st = self.call_recv_batch(max, ms, &mut buf);
-        out.extend(buf);
+        *out = buf.into_vec();
         st != RecvStatus::CLOSED
     }
 

@@ -15,7 +15,7 @@ fn default_sub() -> u16 {
     13372
 }
 fn default_queue_size() -> usize {
-    100_000
+    200_000
 }
 fn default_hwm() -> u32 {
     100_000
@@ -24,7 +24,7 @@ fn default_pub_hwm() -> u32 {
     1_000
 }
 fn default_queue_bytes() -> usize {
-    32 << 20
+    128 << 20
 }
 fn default_max_frame_size() -> usize {
     1 << 20

@@ -30,8 +30,8 @@
 //! | `connect_grace` | 10 | seconds a new subscription buffers before its app subscribes on the pub port |
 //! | `max_subscriptions` | 1024 | more subscribe requests get `error` |
 //! | `max_topics_per_request`, `max_topic_length` | 16, 256 | limits of one subscribe request (`error` beyond) |
-//! | `subscriber_queue_size` | 100000 | messages buffered per subscription before new ones are dropped |
-//! | `subscriber_queue_bytes` | 32 MiB | bytes of JSON buffered per subscription before new ones are dropped |
+//! | `subscriber_queue_size` | 200000 | messages buffered per subscription before new ones are dropped |
+//! | `subscriber_queue_bytes` | 128 MiB | bytes of JSON buffered per subscription before new ones are dropped |
 //! | `pub_hwm` | 1000 | frames ZeroMQ holds per connected app; a full pipe stalls only that subscription |
 //! | `sub_hwm` | 100000 | ZeroMQ receive high-water mark per publishing app (0 = unlimited) |
 //! | `max_frame_size` | 1 MiB | largest frame on the sub port; a larger one closes that connection |

@@ -94,6 +94,8 @@ pub struct Publisher {
     outlets: HashMap<u64, Outlet>,
     /// Tokens of outlets with more to send (or stalled).
     pending: Vec<u64>,
+    /// Reused for every batch taken from a queue.
+    batch: Vec<Message>,
     refused: LogLimiter,
     drop_lines: LogLimiter,
     send_errors: LogLimiter,
@@ -117,6 +119,7 @@ impl Publisher {
             idle_timeout,
             outlets: HashMap::new(),
             pending: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
             refused: LogLimiter::new("refused subscriptions on the pub port", Duration::from_secs(10), 10),
             drop_lines: LogLimiter::new("lines about dropped messages", Duration::from_secs(10), 20),
             send_errors: LogLimiter::new("send errors on the pub port", Duration::from_secs(10), 5),
@@ -306,14 +309,13 @@ impl Publisher {
                 report_drops(o, &mut self.drop_lines);
                 return Turn::More;
             }
-            let mut batch = Vec::with_capacity(BATCH);
-            let open = o.queue.recv_batch(&mut batch, BATCH, Some(Duration::ZERO));
-            if batch.is_empty() {
+            let open = o.queue.recv_batch(&mut self.batch, BATCH, Some(Duration::ZERO));
+            if self.batch.is_empty() {
                 o.stats.delivered.fetch_add(sent, Ordering::Relaxed);
                 report_drops(o, &mut self.drop_lines);
                 return if open { Turn::Empty } else { Turn::Finished };
             }
-            o.held.extend(batch);
+            o.held.extend(self.batch.drain(..));
         }
     }
 
