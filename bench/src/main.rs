@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 mod idle;
 mod misp;
+mod startup;
 mod tenzir;
 mod zeek;
 
@@ -99,6 +100,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         idle: usize,
     },
+    /// Start-up time to the first management reply and idle RSS of the
+    /// bus on config.yaml.example.
+    Startup,
+    /// Only the validation loop, `-n` indicators (for instruction counts:
+    /// `valgrind --tool=callgrind --toggle-collect='*validate_all*'
+    /// threatbus-bench -n 10000 validate`, then divide by n).
+    Validate,
     /// The misp path: MISP attributes from a MISP ZeroMQ publisher through
     /// the misp plugin to a zmq subscriber, against the plain relay.
     Misp,
@@ -610,6 +618,26 @@ fn opt(v: &[f64], digits: usize) -> String {
     }
 }
 
+/// Validates and canonicalizes `n` distinct indicators as the host does for
+/// every frame; returns the time the loop took (not the set-up).
+fn validate_indicators(n: u64) -> Duration {
+    let sample: Vec<Vec<u8>> = (0..n).map(|i| frame(1, i)).collect();
+    let t = Instant::now();
+    validate_all(&sample);
+    t.elapsed()
+}
+
+/// The measured loop, on its own so that callgrind can count just it
+/// (`--toggle-collect=*validate_all*`).
+#[inline(never)]
+fn validate_all(frames: &[Vec<u8>]) {
+    for f in frames {
+        let json = std::str::from_utf8(&f[b"stix2/indicator ".len()..]).unwrap();
+        let obj = threatbus_stix::parse_stix2(json).unwrap();
+        std::hint::black_box(obj.to_json());
+    }
+}
+
 fn main() {
     let args = Args::parse();
     match &args.cmd {
@@ -617,6 +645,17 @@ fn main() {
         Some(Cmd::Zeek { peers, tls }) => return zeek::run(&args, peers, tls),
         Some(Cmd::Misp) => return misp::run(&args),
         Some(Cmd::Idle { idle }) => return idle::run(&args, *idle),
+        Some(Cmd::Startup) => return startup::run(&args),
+        Some(Cmd::Validate) => {
+            let took = validate_indicators(args.count);
+            println!(
+                "{} indicators validated in {:.3} s ({:.2} µs each)",
+                args.count,
+                took.as_secs_f64(),
+                took.as_secs_f64() * 1e6 / args.count as f64
+            );
+            return;
+        }
         Some(Cmd::Tenzir { tenzir_venv, events }) => return tenzir::run(&args, tenzir_venv, *events),
         None => {}
     }
@@ -635,14 +674,7 @@ fn main() {
 
     // The bound of the bus's inbound path: validating and canonicalizing
     // one indicator, as the zmq receiver does for every frame.
-    let sample: Vec<Vec<u8>> = (0..50_000u64).map(|n| frame(1, n)).collect();
-    let t = Instant::now();
-    for f in &sample {
-        let json = std::str::from_utf8(&f[b"stix2/indicator ".len()..]).unwrap();
-        let obj = threatbus_stix::parse_stix2(json).unwrap();
-        std::hint::black_box(obj.to_json());
-    }
-    let parse_us = t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    let parse_us = validate_indicators(50_000).as_secs_f64() * 1e6 / 50_000.0;
     report += &format!(
         "\nthe host's validation (STIX validation + canonical JSON) of one indicator: {parse_us:.2} µs, \
          i.e. at most {} indicators/s on one core\n",
