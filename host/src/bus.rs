@@ -18,6 +18,7 @@ use threatbus_plugin_api::{Message, MessageKind, PluginError, Queue, SendError};
 use threatbus_stix::{MessageType, SnapshotEnvelope, SnapshotRequest, TOPIC_SNAPSHOT_ENVELOPE, TOPIC_SNAPSHOT_REQUEST};
 
 use crate::loader::CheckedPlugin;
+use crate::metrics::{PluginMetrics, PluginStats, SnapshotStats, SubscriptionSummary};
 use crate::services;
 
 /// The entries of a plugin's table, copied out of it once at start.
@@ -81,6 +82,7 @@ pub struct RunningPlugin {
     failed: Arc<AtomicBool>,
     /// Apps: queue of snapshot requests served by a worker thread.
     snapshot_tx: Mutex<Option<crossbeam_channel::Sender<Message>>>,
+    stats: Arc<PluginStats>,
 }
 
 // SAFETY: plugin state is `Send + Sync` (the export macro requires it of
@@ -152,6 +154,7 @@ struct Snapshots {
     order: VecDeque<String>,
     ttl: Duration,
     max: usize,
+    stats: Arc<SnapshotStats>,
 }
 
 impl Snapshots {
@@ -161,6 +164,7 @@ impl Snapshots {
             match self.order.pop_front() {
                 Some(old) => {
                     if self.by_id.remove(&old).is_some() {
+                        self.stats.ids_over_limit.fetch_add(1, Ordering::Relaxed);
                         log::warn!("forgetting snapshot {old}: more than {} snapshots outstanding", self.max);
                     }
                 }
@@ -177,7 +181,9 @@ impl Snapshots {
                 Some(t) if t.created.elapsed() < self.ttl => break,
                 _ => {
                     let id = self.order.pop_front().expect("front exists");
-                    self.by_id.remove(&id);
+                    if self.by_id.remove(&id).is_some() {
+                        self.stats.ids_expired.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -198,6 +204,18 @@ pub struct PluginCtx {
     pub name: String,
     pub bus: Arc<Bus>,
     pub failed: Arc<AtomicBool>,
+    pub stats: Arc<PluginStats>,
+    /// The plugin's handle to `inq`, counting what it puts there.
+    pub inq: Queue,
+}
+
+/// A subscriber queue as the backbones see it: one counting handle per
+/// (plugin, queue), whatever topics it is subscribed to, so that a
+/// backbone still sees one queue (and delivers once) for overlapping
+/// topics.
+struct Tapped {
+    tap: Queue,
+    topics: Vec<String>,
 }
 
 /// The bus core.
@@ -209,10 +227,15 @@ pub struct Bus {
     snapshot_q: Queue,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_timeout: Duration,
+    stats: RwLock<Vec<Arc<PluginStats>>>,
+    taps: Mutex<HashMap<(String, usize), Tapped>>,
+    snapshot_stats: Arc<SnapshotStats>,
+    plugin_metrics: PluginMetrics,
 }
 
 impl Bus {
     pub fn new(cfg: &crate::config::Core) -> Arc<Bus> {
+        let snapshot_stats = Arc::new(SnapshotStats::default());
         Arc::new(Bus {
             inq: Queue::bounded(cfg.inq_size, Overflow::BLOCK),
             backbones: RwLock::new(Vec::new()),
@@ -222,16 +245,83 @@ impl Bus {
                 order: VecDeque::new(),
                 ttl: Duration::from_secs(cfg.snapshot_ttl.max(1)),
                 max: cfg.snapshot_max.max(1),
+                stats: snapshot_stats.clone(),
             }),
             snapshot_q: Queue::bounded(10_000, Overflow::BLOCK),
             threads: Mutex::new(Vec::new()),
             stop_timeout: Duration::from_secs_f64(cfg.stop_timeout.max(0.1)),
+            stats: RwLock::new(Vec::new()),
+            taps: Mutex::new(HashMap::new()),
+            snapshot_stats,
+            plugin_metrics: PluginMetrics::default(),
         })
     }
 
+    /// The host's counts of every started plugin.
+    pub fn plugin_stats(&self) -> Vec<Arc<PluginStats>> {
+        self.stats.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The metrics plugins registered.
+    pub fn plugin_metrics(&self) -> &PluginMetrics {
+        &self.plugin_metrics
+    }
+
+    /// The core's snapshot counts.
+    pub fn snapshot_stats(&self) -> &SnapshotStats {
+        &self.snapshot_stats
+    }
+
+    /// The counting handle that stands for `queue` of `plugin` with the
+    /// backbones, made on its first subscription.
+    pub fn tap(&self, stats: &PluginStats, queue: &Queue, topic: &str) -> Queue {
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = taps
+            .entry((stats.name.clone(), queue.id()))
+            .or_insert_with(|| Tapped { tap: queue.counting(stats.delivered.clone()), topics: Vec::new() });
+        entry.topics.push(topic.to_string());
+        entry.tap.clone()
+    }
+
+    /// The handle of `queue` of `plugin` subscribed to `topic`, forgetting
+    /// that subscription (and the handle with the last one); `None` if
+    /// there is no such subscription.
+    pub fn untap(&self, plugin: &str, queue: &Queue, topic: &str) -> Option<Queue> {
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (plugin.to_string(), queue.id());
+        let entry = taps.get_mut(&key)?;
+        let i = entry.topics.iter().position(|t| t == topic)?;
+        entry.topics.swap_remove(i);
+        let tap = entry.tap.clone();
+        if entry.topics.is_empty() {
+            taps.remove(&key);
+        }
+        Some(tap)
+    }
+
+    /// Subscriptions by plugin and topic, and what waits in each plugin's
+    /// subscriber queues.
+    pub fn subscription_summary(&self) -> SubscriptionSummary {
+        let taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut summary = SubscriptionSummary::default();
+        for ((plugin, _), t) in taps.iter() {
+            for topic in &t.topics {
+                *summary.by_topic.entry((plugin.clone(), topic.clone())).or_insert(0) += 1;
+            }
+            *summary.queued.entry(plugin.clone()).or_insert(0) += t.tap.len();
+        }
+        summary
+    }
+
     /// The service table of one plugin; leaked, it lives for the process.
-    fn services_for(self: &Arc<Self>, name: &str, failed: Arc<AtomicBool>) -> &'static HostServices {
-        let ctx = Box::leak(Box::new(PluginCtx { name: name.to_string(), bus: self.clone(), failed }));
+    fn services_for(self: &Arc<Self>, stats: Arc<PluginStats>) -> &'static HostServices {
+        let ctx = Box::leak(Box::new(PluginCtx {
+            name: stats.name.clone(),
+            bus: self.clone(),
+            failed: stats.failed.clone(),
+            inq: self.inq.counting(stats.accepted.clone()),
+            stats,
+        }));
         Box::leak(Box::new(HostServices {
             size: std::mem::size_of::<HostServices>(),
             abi_major: threatbus_plugin_api::abi::ABI_MAJOR,
@@ -246,6 +336,7 @@ impl Bus {
             log: services::log,
             log_flush: services::log_flush,
             log_max_level: services::log_max_level,
+            register_metric: services::register_metric,
             #[cfg(feature = "abi-next")]
             next_host_entry: services::next_host_entry,
         }))
@@ -257,7 +348,9 @@ impl Bus {
         let entry = crate::loader::open(plugin)?;
         let json = serde_json::to_string(config).expect("JSON values serialize");
         let failed = Arc::new(AtomicBool::new(false));
-        let services = self.services_for(&name, failed.clone());
+        let stats = PluginStats::new(&plugin.decl, failed.clone());
+        self.stats.write().unwrap_or_else(|e| e.into_inner()).push(stats.clone());
+        let services = self.services_for(stats.clone());
         // SAFETY: the plugin passed every loader check; the table lives for
         // the process. The entry catches the plugin's panics.
         let started = unsafe { entry(services, RStr::from_str(&json)) };
@@ -276,6 +369,7 @@ impl Bus {
             fns,
             failed,
             snapshot_tx: Mutex::new(None),
+            stats,
         });
         if plugin.decl.kind == PluginKind::BACKBONE {
             self.backbones.write().unwrap_or_else(|e| e.into_inner()).push(running);
@@ -417,19 +511,32 @@ impl Bus {
                         let target = self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).get(&env.snapshot_id);
                         match target {
                             Some(q) => {
+                                let s = &self.snapshot_stats;
                                 match q.send_timeout(crate::validate::from_stix2(&env.body), self.stop_timeout) {
-                                    Ok(()) => {}
+                                    Ok(()) => {
+                                        s.envelopes_delivered.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     Err(SendError::Closed) => {
+                                        s.envelopes_undelivered.fetch_add(1, Ordering::Relaxed);
                                         log::debug!("requester of snapshot {} is gone", env.snapshot_id)
                                     }
-                                    Err(e) => log::warn!("snapshot {} result not delivered: {e}", env.snapshot_id),
+                                    Err(e) => {
+                                        s.envelopes_undelivered.fetch_add(1, Ordering::Relaxed);
+                                        log::warn!("snapshot {} result not delivered: {e}", env.snapshot_id)
+                                    }
                                 }
                             }
                             // With a shared backbone (RabbitMQ), other hosts' envelopes arrive here too.
-                            None => log::debug!("ignoring envelope for unknown snapshot {}", env.snapshot_id),
+                            None => {
+                                self.snapshot_stats.envelopes_unknown_id.fetch_add(1, Ordering::Relaxed);
+                                log::debug!("ignoring envelope for unknown snapshot {}", env.snapshot_id)
+                            }
                         }
                     }
-                    Err(e) => log::warn!("Received invalid snapshot envelope: {e}"),
+                    Err(e) => {
+                        self.snapshot_stats.envelopes_invalid.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("Received invalid snapshot envelope: {e}")
+                    }
                 },
                 _ => log::warn!("Received message with unknown type on snapshot topic: {msg:?}"),
             }
@@ -479,6 +586,7 @@ impl Bus {
             pending.retain(|n| n != &p.name);
             match r {
                 RResult::ROk(()) => {
+                    p.stats.stopped.store(true, Ordering::Relaxed);
                     log::debug!("plugin '{}' stopped", p.name);
                     stopped.push(p);
                 }

@@ -27,6 +27,24 @@ pub struct Config {
     /// Bus core settings beyond the original.
     #[serde(default)]
     pub core: Core,
+    /// The Prometheus endpoint (beyond the original); none when absent.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Bind address.
+    #[serde(default = "localhost")]
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+fn localhost() -> String {
+    "127.0.0.1".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +60,9 @@ pub struct Logging {
     pub file_verbosity: Verbosity,
     #[serde(default = "default_log_file")]
     pub filename: PathBuf,
+    /// Seconds between two stats lines in the log; 0: none.
+    #[serde(default)]
+    pub stats_interval: u64,
 }
 
 impl Default for Logging {
@@ -52,6 +73,7 @@ impl Default for Logging {
             file: false,
             file_verbosity: Verbosity::Info,
             filename: default_log_file(),
+            stats_interval: 0,
         }
     }
 }
@@ -305,6 +327,20 @@ mod tests {
         let env = vec![("THREATBUS_LOGGIN__CONSOLE".to_string(), "false".to_string())];
         let e = parse(EXAMPLE, &env).unwrap_err();
         assert!(e.contains("loggin"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section_defaults_and_errors() {
+        let (cfg, _) = parse(EXAMPLE, &[]).unwrap();
+        assert!(cfg.metrics.is_none() && cfg.logging.stats_interval == 0, "off unless configured");
+        let env = vec![("THREATBUS_METRICS__PORT".to_string(), "9555".to_string())];
+        let (cfg, _) = parse(EXAMPLE, &env).unwrap();
+        let m = cfg.metrics.expect("enabled from the environment");
+        assert_eq!((m.host.as_str(), m.port), ("127.0.0.1", 9555));
+        let e = parse(&format!("{EXAMPLE}metrics:\n  host: 127.0.0.1\n"), &[]).unwrap_err();
+        assert!(e.contains("metrics") && e.contains("port"), "{e}");
+        let e = parse(&format!("{EXAMPLE}metrics:\n  port: 70000\n"), &[]).unwrap_err();
+        assert!(e.contains("metrics.port"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bus;
+mod client;
 mod config;
 mod loader;
 mod logger;
+mod metrics;
+mod metrics_http;
 mod services;
 mod validate;
 
@@ -37,6 +40,30 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Subscribe through the zmq app and print what arrives, one JSON object a line.
+    Watch {
+        /// Topic prefix to subscribe to (repeatable).
+        #[arg(long = "topic", default_value = "stix2/")]
+        topics: Vec<String>,
+        /// The zmq app's management port.
+        #[arg(long, default_value = "127.0.0.1:13370")]
+        manage: String,
+        /// Also ask for a snapshot of this many days.
+        #[arg(long, default_value_t = 0)]
+        snapshot: u64,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Send indicators and sightings (one JSON object a line) to the zmq app.
+    Publish {
+        /// File to read, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+        /// The zmq app's sub port.
+        #[arg(long, default_value = "127.0.0.1:13372")]
+        sub: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +89,10 @@ fn main() -> ExitCode {
             logger::init_quiet();
             inspect_plugin(&file)
         }
+        Some(Command::Watch { topics, manage, snapshot, count }) => {
+            exit_with(client::watch(&topics, &manage, snapshot, count), "watch")
+        }
+        Some(Command::Publish { file, sub }) => exit_with(client::publish(&file, &sub), "publish"),
         None => match run(cli.config.as_deref(), cli.plugin_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -70,6 +101,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn exit_with(r: Result<(), String>, what: &str) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("threatbus {what}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -179,6 +220,23 @@ fn raise_open_files_limit() {
     }
 }
 
+/// Logs the stats line every `interval` seconds until the process ends.
+fn start_stats_line(bus: std::sync::Arc<bus::Bus>, interval: u64) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || {
+            let mut last = metrics::Totals::default();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(interval));
+                let (line, now) = metrics::stats_line(&bus, &last, interval);
+                log::info!("{line}");
+                last = now;
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the stats thread: {e}"))
+}
+
 fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(), String> {
     let path = config::locate(config_arg)?;
     let (cfg, _) = config::load(&path)?;
@@ -266,6 +324,14 @@ fn run(config_arg: Option<&Path>, plugin_dir_arg: Option<PathBuf>) -> Result<(),
     }
 
     let bus = bus::Bus::new(&cfg.core);
+    if let Some(m) = &cfg.metrics {
+        let exposition = std::sync::Arc::new(metrics::Exposition::new(bus.clone()));
+        let addr = metrics_http::start(&m.host, m.port, exposition)?;
+        log::info!("metrics: Prometheus metrics at http://{addr}/metrics");
+    }
+    if cfg.logging.stats_interval > 0 {
+        start_stats_line(bus.clone(), cfg.logging.stats_interval)?;
+    }
     log::info!("Starting plugins...");
     let started = (|| {
         for (p, conf) in &backbones {

@@ -40,7 +40,7 @@ use std::ffi::c_void;
 
 use abi_stable::{
     library::AbiHeader,
-    std_types::{ROption, RResult, RStr, RString, RVec},
+    std_types::{ROption, RResult, RSlice, RStr, RString, RVec, Tuple2},
     type_layout::TypeLayout,
     StableAbi,
 };
@@ -58,12 +58,16 @@ pub const ENTRY_SYMBOL: &str = "THREATBUS_PLUGIN_ENTRY";
 /// Major version of the plugin ABI this crate implements.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the plugin ABI this crate implements.
+///
+/// * 1.0: the first release.
+/// * 1.1: [`HostServices::register_metric`] (plugins report counters and
+///   gauges to the host's metrics).
 #[cfg(not(feature = "abi-next"))]
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// Minor version of the plugin ABI this crate implements (a test build with
 /// one appended table entry, see the `abi-next` feature).
 #[cfg(feature = "abi-next")]
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 /// Version of this `threatbus-plugin-api` crate (not the ABI version).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -354,6 +358,36 @@ pub type LogFlushFn = extern "C" fn();
 /// Host: the maximum log level (0=off..5=trace).
 pub type LogMaxLevelFn = extern "C" fn() -> u8;
 
+/// What a metric registered through [`RegisterMetricFn`] is.
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]
+pub struct MetricKind(pub u32);
+
+impl MetricKind {
+    /// A value that only grows; the host returns an `AtomicU64`.
+    pub const COUNTER: MetricKind = MetricKind(1);
+    /// A value that goes up and down; the host returns an `AtomicI64`.
+    pub const GAUGE: MetricKind = MetricKind(2);
+}
+
+/// One label of a metric: `(name, value)`.
+pub type MetricLabel<'a> = Tuple2<RStr<'a>, RStr<'a>>;
+
+/// Host (ABI 1.1): registers a metric of the calling plugin, exposed as
+/// `threatbus_<name>` with the given labels and a `plugin` label, and
+/// returns the address of its value: an `AtomicU64` (counters) or an
+/// `AtomicI64` (gauges), valid for the rest of the process, that the plugin
+/// updates with atomic operations only. Registering the same name and
+/// labels again returns the same address. The error says which rule a
+/// name, help text or label broke.
+pub type RegisterMetricFn = unsafe extern "C" fn(
+    ctx: *const c_void,
+    kind: MetricKind,
+    name: RStr<'_>,
+    help: RStr<'_>,
+    labels: RSlice<'_, MetricLabel<'_>>,
+) -> RResult<*const c_void, RString>;
+
 /// Services the host offers to a plugin, valid for the rest of the process.
 /// Implemented by the host; entries after the ABI 1.0 ones are read through
 /// [`read_entry`].
@@ -385,6 +419,9 @@ pub struct HostServices {
     pub log_flush: LogFlushFn,
     /// See [`LogMaxLevelFn`].
     pub log_max_level: LogMaxLevelFn,
+    /// See [`RegisterMetricFn`]. Since ABI 1.1: absent in hosts of 1.0, so
+    /// read it through [`read_entry`] (the SDK's `Host::counter` does).
+    pub register_metric: RegisterMetricFn,
     /// Test-only entry of the `abi-next` build (ABI 1.1 of the tests).
     #[cfg(feature = "abi-next")]
     pub next_host_entry: NextFn,
@@ -399,6 +436,10 @@ unsafe impl Sync for HostServices {}
 /// The size of [`HostServices`] in ABI 1.0; smaller tables are refused.
 pub const HOST_SERVICES_V1_0_SIZE: usize =
     std::mem::offset_of!(HostServices, log_max_level) + std::mem::size_of::<LogMaxLevelFn>();
+
+/// The size of [`HostServices`] in ABI 1.1.
+pub const HOST_SERVICES_V1_1_SIZE: usize =
+    std::mem::offset_of!(HostServices, register_metric) + std::mem::size_of::<RegisterMetricFn>();
 
 /// Plugin: backbones route messages of topics starting with `topic` to `queue`.
 pub type PluginSubscribeFn =
@@ -456,7 +497,7 @@ pub const PLUGIN_VTABLE_APPENDED: &[TableEntry] = &[
     #[cfg(feature = "abi-next")]
     TableEntry {
         name: "next_plugin_entry",
-        since_minor: 1,
+        since_minor: 2,
         offset: std::mem::offset_of!(PluginVTable, next_plugin_entry),
     },
 ];
@@ -564,13 +605,35 @@ fn root_signatures_match_tables(r: &AbiRootV1_0) {
         (r.queue_close, r.queue_is_closed, r.queue_count, r.queue_dropped);
 }
 
-/// The layout root of the `abi-next` test build: ABI 1.0 plus its entries.
-#[cfg(feature = "abi-next")]
+/// Every type and signature that crosses the boundary in ABI 1.1: the
+/// frozen 1.0 root plus what 1.1 appended. Frozen; never constructed.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct AbiRootV1_1 {
     /// Everything of ABI 1.0.
     pub v1_0: AbiRootV1_0,
+    /// Host table entry `register_metric`.
+    pub host_register_metric: unsafe extern "C" fn(
+        ctx: *const c_void,
+        kind: MetricKind,
+        name: RStr<'_>,
+        help: RStr<'_>,
+        labels: RSlice<'_, Tuple2<RStr<'_>, RStr<'_>>>,
+    ) -> RResult<*const c_void, RString>,
+}
+
+#[allow(dead_code)]
+fn root_1_1_signatures_match_tables(r: &AbiRootV1_1) {
+    let _: RegisterMetricFn = r.host_register_metric;
+}
+
+/// The layout root of the `abi-next` test build: ABI 1.1 plus its entries.
+#[cfg(feature = "abi-next")]
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct AbiRootV1_2 {
+    /// Everything of ABI 1.1.
+    pub v1_1: AbiRootV1_1,
     /// The appended entries (host and plugin tables).
     pub next: unsafe extern "C" fn(state: *const c_void) -> u32,
 }
@@ -580,8 +643,9 @@ pub struct AbiRootV1_1 {
 pub fn layout_of_minor(minor: u32) -> Option<&'static TypeLayout> {
     match minor {
         0 => Some(<AbiRootV1_0 as StableAbi>::LAYOUT),
-        #[cfg(feature = "abi-next")]
         1 => Some(<AbiRootV1_1 as StableAbi>::LAYOUT),
+        #[cfg(feature = "abi-next")]
+        2 => Some(<AbiRootV1_2 as StableAbi>::LAYOUT),
         _ => None,
     }
 }
@@ -589,11 +653,11 @@ pub fn layout_of_minor(minor: u32) -> Option<&'static TypeLayout> {
 const fn current_layout() -> &'static TypeLayout {
     #[cfg(not(feature = "abi-next"))]
     {
-        <AbiRootV1_0 as StableAbi>::LAYOUT
+        <AbiRootV1_1 as StableAbi>::LAYOUT
     }
     #[cfg(feature = "abi-next")]
     {
-        <AbiRootV1_1 as StableAbi>::LAYOUT
+        <AbiRootV1_2 as StableAbi>::LAYOUT
     }
 }
 
@@ -658,6 +722,15 @@ mod tests {
         ];
         assert_eq!(plugin, [0, 8, 16, 24, 32, 40]);
         assert_eq!(PLUGIN_VTABLE_V1_0_SIZE, 48);
+    }
+
+    /// ABI 1.1 appended one host entry right after the 1.0 ones.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn v1_1_appends_register_metric() {
+        assert_eq!(offset_of!(HostServices, register_metric), HOST_SERVICES_V1_0_SIZE);
+        assert_eq!(HOST_SERVICES_V1_1_SIZE, 104);
+        assert!(layout_of_minor(0).is_some() && layout_of_minor(1).is_some());
     }
 
     #[test]

@@ -54,6 +54,12 @@
 //! wakes every waiter. Topics are matched by string prefix: subscribing to
 //! `stix2/` receives indicators and sightings.
 //!
+//! ## Metrics
+//! Since ABI 1.1 a plugin can report its own counters and gauges
+//! ([`Host::counter`], [`Host::gauge`], module [`metrics`]); the host
+//! exposes them on its Prometheus endpoint beside its own counts of what
+//! every plugin received, put on the bus and was delivered.
+//!
 //! ## Versions
 //! The ABI has its own version, [`abi::ABI_MAJOR`].[`abi::ABI_MINOR`],
 //! separate from this crate's semver (see [`abi`] for the rules):
@@ -81,11 +87,13 @@ pub mod abi;
 pub mod config;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod plugin;
 pub mod queue;
 pub mod random;
 
 pub use abi::{PluginError, PluginKind};
 pub use message::{Message, MessageKind};
+pub use metrics::{Counter, Gauge};
 pub use plugin::{spawn_thread, App, Backbone, Host, PluginContext};
-pub use queue::{Doorbell, Overflow, Queue, QueueBuilder, Received, SendError};
+pub use queue::{Doorbell, Overflow, Queue, QueueBuilder, Received, SendCounts, SendError};

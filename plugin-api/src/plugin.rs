@@ -116,6 +116,66 @@ impl Host {
         (self.services.abi_major, self.services.abi_minor)
     }
 
+    /// Registers a counter of this plugin (see [`crate::metrics`] for the
+    /// rules), e.g. `host.counter("rabbitmq_reconnects", "Reconnections to
+    /// the broker", &[])`. Call it once per series when the plugin starts.
+    /// A host of ABI 1.0, or a name the host refuses (logged), gives a
+    /// detached counter.
+    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> crate::Counter {
+        match self.register_metric(crate::abi::MetricKind::COUNTER, name, help, labels) {
+            // SAFETY: the host returns an `AtomicU64` for counters that
+            // lives for the process.
+            Some(cell) => unsafe { crate::Counter::from_cell(cell) },
+            None => crate::Counter::detached(),
+        }
+    }
+
+    /// Registers a gauge of this plugin; see [`Host::counter`].
+    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> crate::Gauge {
+        match self.register_metric(crate::abi::MetricKind::GAUGE, name, help, labels) {
+            // SAFETY: the host returns an `AtomicI64` for gauges that lives
+            // for the process.
+            Some(cell) => unsafe { crate::Gauge::from_cell(cell) },
+            None => crate::Gauge::detached(),
+        }
+    }
+
+    fn register_metric(
+        &self,
+        kind: crate::abi::MetricKind,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<*const c_void> {
+        let table = (self.services as *const HostServices).cast::<u8>();
+        let offset = std::mem::offset_of!(HostServices, register_metric);
+        // SAFETY: the host's table has `size` readable bytes; within them,
+        // `register_metric` holds that entry (ABI 1.1 and later).
+        let register =
+            unsafe { crate::abi::read_entry::<crate::abi::RegisterMetricFn>(table, self.services.size, offset) }?;
+        let labels: Vec<crate::abi::MetricLabel<'_>> =
+            labels.iter().map(|(k, v)| abi_stable::std_types::Tuple2(RStr::from_str(k), RStr::from_str(v))).collect();
+        // SAFETY: an entry of this table, called with its context; every
+        // borrowed argument outlives the call.
+        let r = unsafe {
+            register(
+                self.services.ctx,
+                kind,
+                RStr::from_str(name),
+                RStr::from_str(help),
+                abi_stable::std_types::RSlice::from_slice(&labels),
+            )
+        };
+        match r {
+            RResult::ROk(cell) if !cell.is_null() => Some(cell),
+            RResult::ROk(_) => None,
+            RResult::RErr(e) => {
+                log::warn!("metric '{name}' is not exposed: {e}");
+                None
+            }
+        }
+    }
+
     /// The test-only entry of the `abi-next` build, if this host has it.
     #[cfg(feature = "abi-next")]
     pub fn next_host_entry(&self) -> Option<u32> {

@@ -676,6 +676,163 @@ impl Queue {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Counting handles
+// ---------------------------------------------------------------------------
+
+/// Number of [`MessageKind`](crate::MessageKind) values that
+/// [`SendCounts`] tells apart; kinds at or above it are counted in the
+/// last slot.
+pub const COUNTED_KINDS: usize = 8;
+
+/// Counts of what was sent through the handles of [`Queue::counting`], by
+/// message kind: lock-free, one atomic add per send.
+#[derive(Default)]
+pub struct SendCounts {
+    sent: [AtomicU64; COUNTED_KINDS],
+    dropped: [AtomicU64; COUNTED_KINDS],
+    refused: [AtomicU64; COUNTED_KINDS],
+}
+
+impl SendCounts {
+    /// New zero counts, to share between handles.
+    pub fn new() -> Arc<SendCounts> {
+        Arc::new(SendCounts::default())
+    }
+
+    fn slot(kind: crate::MessageKind) -> usize {
+        (kind.0 as usize).min(COUNTED_KINDS - 1)
+    }
+
+    /// Messages of `kind` the queue accepted.
+    pub fn sent(&self, kind: crate::MessageKind) -> u64 {
+        self.sent[Self::slot(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Messages of `kind` a full `DROP_NEWEST` queue dropped.
+    pub fn dropped(&self, kind: crate::MessageKind) -> u64 {
+        self.dropped[Self::slot(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Messages of `kind` not taken because the queue was closed, or full
+    /// until the sender's timeout.
+    pub fn refused(&self, kind: crate::MessageKind) -> u64 {
+        self.refused[Self::slot(kind)].load(Ordering::Relaxed)
+    }
+
+    fn count(&self, kind: crate::MessageKind, status: SendStatus) {
+        let slot = Self::slot(kind);
+        let counter = match status {
+            SendStatus::OK => &self.sent[slot],
+            SendStatus::DROPPED => &self.dropped[slot],
+            _ => &self.refused[slot],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The state behind a counting handle: the queue it forwards to and the
+/// counts it adds to.
+struct CountingState {
+    inner: Queue,
+    counts: Arc<SendCounts>,
+}
+
+/// # Safety
+/// `p` must be the state of a live handle made by [`Queue::counting`].
+unsafe fn counting<'a>(p: *const c_void) -> &'a CountingState {
+    // SAFETY: the caller's promise; the handle holds a reference.
+    unsafe { &*(p as *const CountingState) }
+}
+
+unsafe extern "C" fn c_retain(p: *const c_void) -> *const c_void {
+    // SAFETY: `p` came from Arc::into_raw in `Queue::counting` and is alive.
+    unsafe { Arc::increment_strong_count(p as *const CountingState) };
+    p
+}
+
+unsafe extern "C" fn c_release(p: *const c_void) {
+    // SAFETY: balanced with `Arc::into_raw` / `c_retain`.
+    unsafe { drop(Arc::from_raw(p as *const CountingState)) };
+}
+
+unsafe extern "C" fn c_send(p: *const c_void, msg: Message, timeout_ms: u64) -> SendStatus {
+    // SAFETY: called through a handle that holds a reference to the state.
+    let s = unsafe { counting(p) };
+    let kind = msg.kind();
+    let status = s.inner.call_send(msg, timeout_ms);
+    s.counts.count(kind, status);
+    status
+}
+
+unsafe extern "C" fn c_recv(p: *const c_void, timeout_ms: u64, out: &mut ROption<Message>) -> RecvStatus {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_recv(timeout_ms, out)
+}
+
+unsafe extern "C" fn c_recv_batch(
+    p: *const c_void,
+    max: usize,
+    timeout_ms: u64,
+    out: &mut RVec<Message>,
+) -> RecvStatus {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_recv_batch(max, timeout_ms, out)
+}
+
+unsafe extern "C" fn c_close(p: *const c_void) {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_close()
+}
+
+unsafe extern "C" fn c_is_closed(p: *const c_void) -> bool {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_is_closed()
+}
+
+unsafe extern "C" fn c_len(p: *const c_void) -> usize {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_len()
+}
+
+unsafe extern "C" fn c_capacity(p: *const c_void) -> usize {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_capacity()
+}
+
+unsafe extern "C" fn c_dropped(p: *const c_void) -> u64 {
+    // SAFETY: as in `c_send`.
+    unsafe { counting(p) }.inner.call_dropped()
+}
+
+/// The table of counting handles made by this library.
+static COUNTING_VTABLE: QueueVTable = QueueVTable {
+    size: std::mem::size_of::<QueueVTable>(),
+    retain: c_retain,
+    release: c_release,
+    send: c_send,
+    recv: c_recv,
+    recv_batch: c_recv_batch,
+    close: c_close,
+    is_closed: c_is_closed,
+    len: c_len,
+    capacity: c_capacity,
+    dropped: c_dropped,
+};
+
+impl Queue {
+    /// A handle to the same queue that also adds every send's outcome to
+    /// `counts`. It is a queue of its own identity ([`Queue::id`]): hand
+    /// the same handle to everyone who must see one queue.
+    pub fn counting(&self, counts: Arc<SendCounts>) -> Queue {
+        let st = Arc::new(CountingState { inner: self.clone(), counts });
+        Queue {
+            state: Arc::into_raw(st) as *const c_void,
+            vtable: &COUNTING_VTABLE as *const QueueVTable as *const c_void,
+        }
+    }
+}
+
 impl Clone for Queue {
     fn clone(&self) -> Self {
         Queue { state: self.call_retain(), vtable: self.vtable }

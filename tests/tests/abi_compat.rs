@@ -52,26 +52,34 @@ fn frozen_abi_1_0_plugin_runs_in_the_current_host() {
 }
 
 #[test]
-fn newer_host_loads_1_0_plugins_and_reads_the_new_entry_as_absent() {
+fn newer_host_loads_current_plugins_and_reads_the_new_entry_as_absent() {
     let next = abi_next_artifacts();
     let host = next.join("threatbus");
     let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_app_zmq"]);
     let out = run_host(&host, &["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()], &[]);
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(listed.contains(&format!("(host plugin-api 1.0.0, ABI {ABI_MAJOR}.{})", ABI_MINOR + 1)), "{listed}");
-    assert_eq!(listed.lines().filter(|l| l.starts_with("ok") && l.contains("(ABI 1.0)")).count(), 2, "{listed}");
+    let api = threatbus_plugin_api::abi::API_VERSION;
+    assert!(listed.contains(&format!("(host plugin-api {api}, ABI {ABI_MAJOR}.{})", ABI_MINOR + 1)), "{listed}");
+    let current = format!("(ABI {ABI_MAJOR}.{ABI_MINOR})");
+    assert_eq!(listed.lines().filter(|l| l.starts_with("ok") && l.contains(&current)).count(), 2, "{listed}");
 
     let config = config(Ports::ANY, "");
     let mut bus = ZmqBus::from_started(Bus::start_bin(&host, &config, dir.path()), dir);
     roundtrip(&bus);
     let log = bus.bus.log();
     for plugin in ["inmem", "zmq"] {
-        let absent = format!("plugin '{plugin}' predates ABI 1.1: its table has no 'next_plugin_entry' entry");
+        let absent = format!(
+            "plugin '{plugin}' predates ABI {ABI_MAJOR}.{}: its table has no 'next_plugin_entry' entry",
+            ABI_MINOR + 1
+        );
         assert!(log.contains(&absent), "{absent:?} missing:\n{log}");
     }
     let status = bus.bus.terminate();
     assert!(status.success(), "{status}\n{}", bus.bus.log());
-    println!("the ABI 1.1 host ran the ABI 1.0 inmem and zmq plugins and saw their tables lack the 1.1 entry");
+    println!(
+        "the ABI {ABI_MAJOR}.{} host ran the ABI {ABI_MAJOR}.{ABI_MINOR} inmem and zmq plugins and saw their tables lack the new entry",
+        ABI_MINOR + 1
+    );
 }
 
 #[test]

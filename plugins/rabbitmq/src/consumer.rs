@@ -34,7 +34,7 @@ pub fn provisioner(mut rx: mpsc::UnboundedReceiver<Decoded>, acks: mpsc::Unbound
             continue;
         }
         routing::provision(&shared.subs, &msg, &shared.stopping, &mut scratch);
-        shared.stats.consumed.fetch_add(1, Ordering::Relaxed);
+        shared.stats.consumed.inc();
         log::debug!("Relayed message from RabbitMQ: {msg:?}");
         let _ = acks.send(acker);
     }
@@ -59,7 +59,7 @@ pub async fn run(
         };
         let err = match conn {
             Ok(conn) => {
-                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+                shared.stats.connects.inc();
                 sessions += 1;
                 match session(&shared, &conn, &decoded, &mut acks, &mut shutdown, &mut backoff, &mut failures, sessions)
                     .await
@@ -76,6 +76,7 @@ pub async fn run(
             Err(e) => e,
         };
         failures += 1;
+        shared.stats.reconnects.inc();
         let delay = backoff.next_delay();
         if failures == 1 {
             log::warn!("RabbitMQ consumer: connection failed or lost: {err}; reconnecting in {delay:?}");
@@ -186,7 +187,7 @@ async fn handle(shared: &Shared, delivery: Delivery, decoded: &mpsc::UnboundedSe
             let _ = decoded.send((msg, delivery.acker));
         }
         Err(e) => {
-            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            shared.stats.rejected.inc();
             log::error!(
                 "RabbitMQ consumer: rejected undecodable message from queue '{}': {e}; body: {}",
                 shared.queue_name,

@@ -41,12 +41,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, Host, PluginContext, PluginError, Queue};
+use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, Counter, Host, PluginContext, PluginError, Queue};
 use threatbus_routing::Subscriptions;
 
 pub mod config;
@@ -56,21 +56,40 @@ mod util;
 
 use config::Config;
 
-/// Counters, logged at shutdown.
-#[derive(Default)]
+/// Counters, logged at shutdown and reported to the host's metrics.
 pub(crate) struct Stats {
     /// Messages taken from `inq`.
-    pub taken: AtomicU64,
+    pub taken: Counter,
+    /// Publishes sent to the broker (first sends and repeats).
+    pub published: Counter,
     /// Publishes confirmed by the broker.
-    pub confirmed: AtomicU64,
+    pub confirmed: Counter,
     /// Publishes repeated after a reconnect, nack or return.
-    pub republished: AtomicU64,
+    pub republished: Counter,
     /// Deliveries consumed and routed.
-    pub consumed: AtomicU64,
+    pub consumed: Counter,
     /// Deliveries rejected as undecodable.
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Connections (re)established.
-    pub connects: AtomicU64,
+    pub connects: Counter,
+    /// Reconnection attempts after a failed or lost connection.
+    pub reconnects: Counter,
+}
+
+impl Stats {
+    fn register(host: &Host) -> Stats {
+        let c = |name: &str, help: &str| host.counter(name, help, &[]);
+        Stats {
+            taken: c("rabbitmq_taken", "Messages the rabbitmq backbone took from the inbound queue"),
+            published: c("rabbitmq_published", "Publishes sent to the broker, first sends and repeats"),
+            confirmed: c("rabbitmq_confirmed", "Publishes the broker confirmed"),
+            republished: c("rabbitmq_republished", "Publishes repeated after a reconnect, nack or return"),
+            consumed: c("rabbitmq_consumed", "Deliveries consumed from the broker and routed to subscribers"),
+            rejected: c("rabbitmq_rejected", "Deliveries rejected as undecodable"),
+            connects: c("rabbitmq_connects", "Connections to the broker established (publisher and consumer)"),
+            reconnects: c("rabbitmq_reconnects", "Reconnection attempts after a failed or lost connection"),
+        }
+    }
 }
 
 /// State shared by the threads and the host-facing object.
@@ -104,7 +123,7 @@ fn start(ctx: PluginContext) -> Result<RabbitMq, PluginError> {
         queue_name,
         subs: Subscriptions::new(),
         stopping: AtomicBool::new(false),
-        stats: Stats::default(),
+        stats: Stats::register(&ctx.host()),
     });
     let host = ctx.host();
     let inq = ctx.inq();
@@ -194,12 +213,12 @@ impl Backbone for RabbitMq {
         log::info!(
             "RabbitMQ backbone stopped: {} messages taken from inq, {} confirmed by the broker ({} republished), \
              {} consumed, {} rejected as undecodable, {} connections",
-            s.taken.load(Ordering::Relaxed),
-            s.confirmed.load(Ordering::Relaxed),
-            s.republished.load(Ordering::Relaxed),
-            s.consumed.load(Ordering::Relaxed),
-            s.rejected.load(Ordering::Relaxed),
-            s.connects.load(Ordering::Relaxed),
+            s.taken.get(),
+            s.confirmed.get(),
+            s.republished.get(),
+            s.consumed.get(),
+            s.rejected.get(),
+            s.connects.get(),
         );
         Ok(())
     }

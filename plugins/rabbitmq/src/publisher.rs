@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +42,7 @@ pub fn forward_inq(inq: Queue, tx: mpsc::Sender<Message>, shared: Arc<Shared>) {
                 );
                 return;
             }
-            shared.stats.taken.fetch_add(1, Ordering::Relaxed);
+            shared.stats.taken.inc();
         }
     }
 }
@@ -158,7 +157,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
                 continue;
             }
         };
-        shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+        shared.stats.connects.inc();
         sessions += 1;
         let res = session(&shared, &conn, &mut st, &mut rx, &mut shutdown, &mut backoff, &mut failures, sessions).await;
         st.requeue_inflight();
@@ -174,6 +173,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Message>, mut shutd
                      reconnecting in {delay:?}",
                     st.unconfirmed()
                 );
+                shared.stats.reconnects.inc();
                 // `republish_from` marks what was already sent once.
                 st.republish_from = st.next_seq;
                 let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(320, "reconnecting".into())).await;
@@ -275,8 +275,9 @@ async fn session(
             }
             let Some((seq, msg)) = st.pending.pop_first() else { break };
             let confirm = publish(&ch, shared, &msg, props.clone()).await;
+            shared.stats.published.inc();
             if seq < st.republish_from {
-                shared.stats.republished.fetch_add(1, Ordering::Relaxed);
+                shared.stats.republished.inc();
             }
             match confirm {
                 Ok(c) => {
@@ -299,7 +300,7 @@ async fn session(
                 let Some(msg) = st.inflight.remove(&seq) else { continue };
                 match res {
                     Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
-                        shared.stats.confirmed.fetch_add(1, Ordering::Relaxed);
+                        shared.stats.confirmed.inc();
                         log::debug!("RabbitMQ publisher: forwarded message to RabbitMQ: {msg:?}");
                         retry.reset();
                     }

@@ -46,6 +46,7 @@
 mod config;
 mod curve;
 mod management;
+mod metrics;
 mod monitor;
 mod publisher;
 mod receiver;
@@ -428,7 +429,7 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| perr(format!("cannot create a wake-up socket: {e}")))?;
     let stopping = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
-        registry: Mutex::new(Registry::new(cfg.max_subscriptions)),
+        registry: Mutex::new(Registry::with_metrics(cfg.max_subscriptions, metrics::ZmqMetrics::register(&host))),
         lines: Mutex::new(LogLimiter::new("lines about ended subscriptions", Duration::from_secs(10), 20)),
     });
     let bell = Doorbell::new().map_err(|e| perr(format!("cannot create the publisher's doorbell: {e}")))?;

@@ -21,6 +21,7 @@
 //! * an empty string inside a topic list (which would subscribe to every
 //!   internal topic) is an `error`.
 
+use crate::metrics::ZmqMetrics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -192,14 +193,16 @@ impl Bus for threatbus_plugin_api::Host {
     }
 }
 
-/// Counters of one subscription, shared with the publisher thread.
-#[derive(Default, Debug)]
+/// Counters of one subscription, shared with the publisher thread; every
+/// count goes into the plugin's metrics as well.
+#[derive(Debug)]
 pub struct Stats {
     /// Frames handed to ZeroMQ for the app.
     pub delivered: AtomicU64,
     /// Messages still queued when the subscription was removed or the
     /// plugin stopped, so never sent.
     pub discarded: AtomicU64,
+    metrics: ZmqMetrics,
 }
 
 /// One app's subscription: one p2p topic and one queue for all its topics.
@@ -239,6 +242,23 @@ impl Subscription {
 }
 
 impl Stats {
+    /// Zero counts that also add to `metrics`.
+    pub fn new(metrics: ZmqMetrics) -> Stats {
+        Stats { delivered: AtomicU64::new(0), discarded: AtomicU64::new(0), metrics }
+    }
+
+    /// Counts `n` frames handed to ZeroMQ.
+    pub fn count_delivered(&self, n: u64) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+        self.metrics.sent.add(n);
+    }
+
+    /// Counts `n` messages that will never be sent.
+    pub fn count_discarded(&self, n: u64) {
+        self.discarded.fetch_add(n, Ordering::Relaxed);
+        self.metrics.discarded.add(n);
+    }
+
     /// What became of the messages of the subscription with `queue`, and
     /// whether any was lost.
     pub fn account(&self, queue: &Queue) -> (String, bool) {
@@ -256,7 +276,7 @@ impl Stats {
 pub fn discard_queued(queue: &Queue, stats: &Stats) {
     let mut left = Vec::new();
     while queue.recv_batch(&mut left, 4096, Some(Duration::ZERO)) && !left.is_empty() {
-        stats.discarded.fetch_add(left.len() as u64, Ordering::Relaxed);
+        stats.count_discarded(left.len() as u64);
         left.clear();
     }
 }
@@ -295,6 +315,7 @@ pub struct Registry {
     /// Subscriptions with `idle_since` set; readable without the registry's
     /// lock through [`Registry::idle_count`].
     idle: Arc<AtomicUsize>,
+    metrics: ZmqMetrics,
 }
 
 /// Most subscriptions [`Registry::expire_idle`] changes per call, so that
@@ -303,8 +324,15 @@ const IDLE_WORK_PER_CALL: usize = 512;
 
 impl Registry {
     /// An empty registry holding at most `max` subscriptions.
+    #[cfg(test)]
     pub fn new(max: usize) -> Self {
-        Registry { subs: HashMap::new(), next_token: 0, max, idle: Arc::default() }
+        Self::with_metrics(max, ZmqMetrics::detached())
+    }
+
+    /// An empty registry holding at most `max` subscriptions, counting into
+    /// `metrics`.
+    pub fn with_metrics(max: usize, metrics: ZmqMetrics) -> Self {
+        Registry { subs: HashMap::new(), next_token: 0, max, idle: Arc::default(), metrics }
     }
 
     /// Number of subscriptions.
@@ -335,6 +363,7 @@ impl Registry {
         now: Instant,
     ) -> Result<&mut Subscription, Refusal> {
         if self.subs.len() >= self.max {
+            self.metrics.refused.inc();
             return Err(Refusal::Cap(self.max));
         }
         let p2p: Arc<str> = loop {
@@ -372,9 +401,10 @@ impl Registry {
             registered: true,
             idle_since: Some(now),
             ever_live: false,
-            stats: Arc::default(),
+            stats: Arc::new(Stats::new(self.metrics)),
         };
         self.idle.fetch_add(1, Ordering::Relaxed);
+        self.metrics.subscriptions.inc();
         Ok(self.subs.entry(p2p).or_insert(sub))
     }
 
@@ -383,6 +413,7 @@ impl Registry {
     /// topic is unknown.
     pub fn unsubscribe(&mut self, bus: &dyn Bus, p2p: &str) -> Option<Subscription> {
         let sub = self.subs.remove(p2p)?;
+        self.metrics.subscriptions.dec();
         if sub.idle_since.is_some() {
             self.idle.fetch_sub(1, Ordering::Relaxed);
         }

@@ -265,7 +265,7 @@ impl Publisher {
     fn deactivate(&mut self, p2p: &str) {
         let token = self.outlets.iter().find(|(_, o)| &*o.p2p == p2p).map(|(t, _)| *t);
         if let Some(o) = token.and_then(|t| self.outlets.remove(&t)) {
-            o.stats.discarded.fetch_add(o.held.len() as u64, Ordering::Relaxed);
+            o.stats.count_discarded(o.held.len() as u64);
         }
     }
 
@@ -291,7 +291,7 @@ impl Publisher {
                     }
                     Err(zmq::Error::EAGAIN) => {
                         report_drops(o, &mut self.drop_lines);
-                        o.stats.delivered.fetch_add(sent, Ordering::Relaxed);
+                        o.stats.count_delivered(sent);
                         return Turn::Stalled;
                     }
                     Err(zmq::Error::EINTR) => {}
@@ -300,18 +300,18 @@ impl Publisher {
                             log::error!("ZeroMQ publisher cannot send to {}: {e}; message discarded", o.p2p);
                         }
                         o.held.pop_front();
-                        o.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                        o.stats.count_discarded(1);
                     }
                 }
             }
             if sent >= BATCH as u64 {
-                o.stats.delivered.fetch_add(sent, Ordering::Relaxed);
+                o.stats.count_delivered(sent);
                 report_drops(o, &mut self.drop_lines);
                 return Turn::More;
             }
             let open = o.queue.recv_batch(&mut self.batch, BATCH, Some(Duration::ZERO));
             if self.batch.is_empty() {
-                o.stats.delivered.fetch_add(sent, Ordering::Relaxed);
+                o.stats.count_delivered(sent);
                 report_drops(o, &mut self.drop_lines);
                 return if open { Turn::Empty } else { Turn::Finished };
             }
@@ -323,7 +323,7 @@ impl Publisher {
     /// held is discarded, and the account is logged.
     fn finish(&mut self, token: u64) {
         if let Some(o) = self.outlets.remove(&token) {
-            o.stats.discarded.fetch_add(o.held.len() as u64, Ordering::Relaxed);
+            o.stats.count_discarded(o.held.len() as u64);
             log_account(&o);
         }
     }
@@ -358,7 +358,7 @@ impl Publisher {
             let _ = self.turn(t);
             if let Some(o) = self.outlets.remove(&t) {
                 discard_queued(&o.queue, &o.stats);
-                o.stats.discarded.fetch_add(o.held.len() as u64, Ordering::Relaxed);
+                o.stats.count_discarded(o.held.len() as u64);
                 log_account(&o);
             }
         }
