@@ -8,6 +8,8 @@
 #   Suricata 7 + suricata-threatbus   the zmq end-to-end test (.ci/suricata-setup.sh)
 #   Tenzir 6.20          the tenzir plugin's tests          (.ci/tenzir-setup.sh)
 #   openssl s_client     the zeek plugin's TLS test (Debian package openssl)
+#   Prometheus, promtool the metrics tests (Debian package prometheus; the
+#                        tests start their own server on 127.0.0.1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -15,9 +17,10 @@ export DEBIAN_FRONTEND=noninteractive
 # libzmq3-dev: Debian's libzmq (with CURVE, which the zmq app's CURVE tests
 # need) instead of the bundled copy; pkg-config finds it.
 if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null || ! command -v openssl >/dev/null \
-    || ! dpkg -s libssl-dev >/dev/null 2>&1 || ! dpkg -s libzmq3-dev >/dev/null 2>&1; then
+    || ! dpkg -s libssl-dev >/dev/null 2>&1 || ! dpkg -s libzmq3-dev >/dev/null 2>&1 \
+    || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     apt-get update
-    apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev openssl libzmq3-dev
+    apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev openssl libzmq3-dev prometheus
 fi
 
 bash .ci/rabbitmq-setup.sh

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod idle;
+mod metrics;
 mod misp;
 mod startup;
 mod tenzir;
@@ -99,6 +100,13 @@ enum Cmd {
         /// Idle subscriptions beside the measured one.
         #[arg(long, default_value_t = 20_000)]
         idle: usize,
+    },
+    /// One subscriber's throughput with the metrics endpoint off and on
+    /// (scraped every --scrape-ms), alternating in the same run.
+    Metrics {
+        /// Milliseconds between two scrapes while metrics are on.
+        #[arg(long, default_value_t = 1000)]
+        scrape_ms: u64,
     },
     /// Start-up time to the first management reply and idle RSS of the
     /// bus on config.yaml.example.
@@ -646,6 +654,7 @@ fn main() {
         Some(Cmd::Misp) => return misp::run(&args),
         Some(Cmd::Idle { idle }) => return idle::run(&args, *idle),
         Some(Cmd::Startup) => return startup::run(&args),
+        Some(Cmd::Metrics { scrape_ms }) => return metrics::run(&args, *scrape_ms),
         Some(Cmd::Validate) => {
             let took = validate_indicators(args.count);
             println!(

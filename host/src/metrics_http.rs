@@ -126,7 +126,7 @@ fn progress(c: &mut Conn, exposition: &Exposition) -> bool {
                 Ok(0) => return false,
                 Ok(n) => {
                     c.head.extend_from_slice(&buf[..n]);
-                    if let Some(answer) = answer_for(&c.head, exposition) {
+                    if let Some(answer) = answer_for(&c.head, || exposition.render()) {
                         c.answer = Some(answer);
                         break;
                     }
@@ -151,8 +151,9 @@ fn progress(c: &mut Conn, exposition: &Exposition) -> bool {
     false
 }
 
-/// The answer to a request head, once it is complete (or too long).
-fn answer_for(head: &[u8], exposition: &Exposition) -> Option<Vec<u8>> {
+/// The answer to a request head, once it is complete (or too long);
+/// `render` makes the exposition.
+fn answer_for(head: &[u8], render: impl FnOnce() -> String) -> Option<Vec<u8>> {
     let end = head.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| head.windows(2).position(|w| w == b"\n\n"));
     if end.is_none() {
         return (head.len() > MAX_HEAD)
@@ -172,7 +173,7 @@ fn answer_for(head: &[u8], exposition: &Exposition) -> Option<Vec<u8>> {
     };
     let path = target.unwrap_or_default().split('?').next().unwrap_or_default();
     Some(match path {
-        "/metrics" => response("200 OK", CONTENT_TYPE, exposition.render().as_bytes(), !head_only),
+        "/metrics" => response("200 OK", CONTENT_TYPE, render().as_bytes(), !head_only),
         "/" => response("200 OK", "text/plain", b"threatbus: metrics at /metrics\n", !head_only),
         _ => response("404 Not Found", "text/plain", b"not found; metrics are at /metrics\n", !head_only),
     })
@@ -188,4 +189,42 @@ fn response(status: &str, content_type: &str, body: &[u8], with_body: bool) -> V
         out.extend_from_slice(body);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(head: &[u8]) -> Option<String> {
+        answer_for(head, || "m 1\n".into())
+            .map(|a| String::from_utf8_lossy(&a).lines().next().unwrap_or("").to_string())
+    }
+
+    #[test]
+    fn answers_only_complete_heads() {
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), None, "incomplete: wait for more");
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\n\r\n").as_deref(), Some("HTTP/1.1 200 OK"));
+        assert_eq!(status(b"GET /metrics?x=1 HTTP/1.0\n\n").as_deref(), Some("HTTP/1.1 200 OK"));
+        let a = answer_for(b"GET /metrics HTTP/1.1\r\n\r\n", || "m 1\n".into()).unwrap();
+        assert!(String::from_utf8(a).unwrap().ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nm 1\n"));
+        let head = answer_for(b"HEAD /metrics HTTP/1.1\r\n\r\n", || "m 1\n".into()).unwrap();
+        assert!(head.ends_with(b"\r\n\r\n"), "HEAD: no body");
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for (head, want) in [
+            (&b"POST /metrics HTTP/1.1\r\n\r\n"[..], "HTTP/1.1 405 Method Not Allowed"),
+            (b"GET /other HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET /metrics\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /metrics HTTP/1.1 extra\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"\x00\xff\xfe garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /metrics SPDY/3\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        ] {
+            assert_eq!(status(head).as_deref(), Some(want), "{}", String::from_utf8_lossy(head));
+        }
+        let long = vec![b'a'; MAX_HEAD + 1];
+        assert_eq!(status(&long).as_deref(), Some("HTTP/1.1 431 Request Header Fields Too Large"));
+        assert_eq!(status(&long[..MAX_HEAD]), None, "up to the limit: wait for the end");
+    }
 }

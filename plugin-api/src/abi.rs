@@ -35,6 +35,22 @@
 //! * [`PluginManifest`] and [`PluginEntryPoint`] never change shape.
 //! * The ABI version is not the version of this crate: Rust-only additions
 //!   to the SDK change the crate's version, not the ABI.
+//!
+//! # Worked example: ABI 1.1
+//! ABI 1.1 let plugins report metrics. What it took:
+//! 1. [`HostServices::register_metric`] appended after `log_max_level`, the
+//!    last 1.0 entry ([`HOST_SERVICES_V1_0_SIZE`] = its offset), with its
+//!    types ([`MetricKind`], [`MetricLabel`]);
+//! 2. [`AbiRootV1_1`]: the frozen [`AbiRootV1_0`] plus the new signature;
+//!    [`layout_of_minor`] knows both, and the host checks a plugin against
+//!    the root of the plugin's own minor;
+//! 3. `ABI_MINOR` = 1, the crate's version 1.1.0, and the Debian relation
+//!    `threatbus-plugin-abi-1 (= 1.1)` / `(>= 1.1)`;
+//! 4. the SDK reads the entry with [`read_entry`], so in a 1.0 host
+//!    `Host::counter` returns a detached counter instead of calling past the
+//!    end of the table. A plugin built with this SDK still declares 1.1 and
+//!    is refused by a 1.0 host before it is loaded; a 1.0 plugin runs in a
+//!    1.1 host unchanged, and the host's own counts cover its traffic.
 
 use std::ffi::c_void;
 
@@ -422,7 +438,7 @@ pub struct HostServices {
     /// See [`RegisterMetricFn`]. Since ABI 1.1: absent in hosts of 1.0, so
     /// read it through [`read_entry`] (the SDK's `Host::counter` does).
     pub register_metric: RegisterMetricFn,
-    /// Test-only entry of the `abi-next` build (ABI 1.1 of the tests).
+    /// Test-only entry of the `abi-next` build (ABI 1.2 of the tests).
     #[cfg(feature = "abi-next")]
     pub next_host_entry: NextFn,
 }
@@ -470,7 +486,7 @@ pub struct PluginVTable {
     pub stop: PluginStopFn,
     /// Frees the state.
     pub destroy: PluginDestroyFn,
-    /// Test-only entry of the `abi-next` build (ABI 1.1 of the tests).
+    /// Test-only entry of the `abi-next` build (ABI 1.2 of the tests).
     #[cfg(feature = "abi-next")]
     pub next_plugin_entry: NextFn,
 }

@@ -1,12 +1,14 @@
 //! The ABI's minor-version promise, both ways, with real builds:
 //! * a plugin built against the frozen ABI 1.0 definitions (not against
-//!   threatbus-plugin-api) loads in the current host and carries messages;
+//!   threatbus-plugin-api) loads in the current host and carries messages,
+//!   and the host's metrics count what it routed;
 //! * a host of ABI minor + 1 (one entry appended to the host and plugin
 //!   tables, the `abi-next` build) loads the normal plugins, reads the
 //!   entry they lack as absent, and carries messages;
 //! * a plugin of a higher minor than the host is refused with one line
 //!   that says to upgrade the host, before any of its code runs.
 
+mod metrics_support;
 mod zmq_support;
 
 use serde_json::json;
@@ -39,10 +41,24 @@ fn frozen_abi_1_0_plugin_runs_in_the_current_host() {
     let line = listed.lines().find(|l| l.contains("frozen-inmem")).unwrap_or_else(|| panic!("not listed:\n{listed}"));
     assert!(line.starts_with("ok") && line.contains("(ABI 1.0)"), "{listed}");
 
-    let config = config_with_backbone("frozen-inmem", Ports::ANY, "");
+    let config = format!("{}metrics:\n  port: 0\n", config_with_backbone("frozen-inmem", Ports::ANY, ""));
     let mut bus = ZmqBus::from_started(Bus::start(&config, dir.path()), dir);
     bus.bus.wait_for(&format!("frozen ABI 1.0 backbone started in a host of ABI {ABI_MAJOR}.{ABI_MINOR}"));
+    let addr = metrics_support::metrics_addr(&mut bus.bus);
     roundtrip(&bus);
+    // The host counts what the 1.0 backbone routed: it sees every queue
+    // the backbone was handed and every message put into one.
+    let scrape = metrics_support::scrape_until(&addr, "the 1.0 backbone's deliveries", |s| {
+        s.count("threatbus_messages_delivered_total", &[("plugin", "zmq"), ("topic", "stix2/sighting")]) >= 1
+    });
+    let frozen = [("plugin", "frozen-inmem"), ("kind", "backbone"), ("abi", "1.0")];
+    assert_eq!(scrape.value("threatbus_plugin_info", &frozen), Some(1.0), "{}", scrape.text);
+    assert_eq!(
+        scrape.value("threatbus_plugin_state", &[("plugin", "frozen-inmem"), ("state", "running")]),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
     let status = bus.bus.terminate();
     assert!(status.success(), "{status}\n{}", bus.bus.log());
     let log = bus.bus.log();
