@@ -30,7 +30,8 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     assert!(text.contains(&format!("plugin directory: {}", dir.path().display())), "{text}");
 
     let inmem = line_with(&text, "libthreatbus_backbone_inmem.so");
-    assert_contains_all(inmem, &["ok", "inmem", "backbone", "version 1.0.0", "ABI 1.0"], &text);
+    let current = format!("(ABI {}.{})", threatbus_plugin_api::abi::ABI_MAJOR, threatbus_plugin_api::abi::ABI_MINOR);
+    assert_contains_all(inmem, &["ok", "inmem", "backbone", "version 1.0.0", &current], &text);
     assert!(inmem.starts_with("ok"), "{text}");
     let app = line_with(&text, "libthreatbus_test_app.so");
     assert!(app.starts_with("ok"), "{text}");
@@ -50,7 +51,8 @@ fn plugins_list_shows_ok_and_rejected_files_with_reasons() {
     let r = reason_of(&major);
     assert_contains_all(&r, &["reason:", "built for plugin ABI 2.x"], &text);
     // The manifest of a rejected plugin is still shown when readable.
-    assert_contains_all(line_with(&text, "wrong-major.so"), &["testapp", "ABI 2.0"], &text);
+    let wrong = format!("(ABI {}.{})", threatbus_plugin_api::abi::ABI_MAJOR + 1, threatbus_plugin_api::abi::ABI_MINOR);
+    assert_contains_all(line_with(&text, "wrong-major.so"), &["testapp", &wrong], &text);
     let r = reason_of(&writable);
     assert_contains_all(&r, &["reason:", "writable by group/others", "chmod"], &text);
     let r = reason_of(&dir.path().join("x.so"));

@@ -10,6 +10,7 @@
 //! In their own test binary because they stop the broker (cargo runs test
 //! binaries one after the other); a lock keeps the two tests apart.
 
+mod metrics_support;
 mod zmq_support;
 #[macro_use]
 mod rabbitmq_support;
@@ -45,7 +46,9 @@ fn broker_restart_mid_stream_loses_no_indicator() {
     let mut setup = RmqSetup::fresh();
     setup.durable = true;
     setup.extra = "exchange_durable: true\npersistent: true".into();
+    setup.metrics = true;
     let mut bus = RmqBus::start(setup.clone());
+    let metrics = metrics_support::metrics_addr(&mut bus.bus);
     let client = bus.subscribe(json!("stix2/indicator"), 0);
     let app = bus.publisher();
     app.sync(&[&client]);
@@ -108,6 +111,19 @@ fn broker_restart_mid_stream_loses_no_indicator() {
         .sum();
     assert!(again > 0, "some messages were in flight at the restart:\n{log}");
     eprintln!("{again} messages were unconfirmed when the connection dropped");
+    // The backbone's own counters tell the same story: every message taken
+    // was confirmed once, the unconfirmed ones were published again, and
+    // both connections reconnected.
+    let rmq = [("plugin", "rabbitmq")];
+    let taken = |s: &metrics_support::Scrape| s.count("threatbus_rabbitmq_taken_total", &rmq);
+    let s = metrics_support::scrape_until(&metrics, "every taken message confirmed", |s| {
+        taken(s) > 0 && s.count("threatbus_rabbitmq_confirmed_total", &rmq) == taken(s)
+    });
+    let republished = s.count("threatbus_rabbitmq_republished_total", &rmq);
+    assert!(republished as usize >= again, "{republished} republished, {again} unconfirmed:\n{}", s.text);
+    assert_eq!(s.count("threatbus_rabbitmq_published_total", &rmq), taken(&s) + republished, "{}", s.text);
+    assert!(s.count("threatbus_rabbitmq_reconnects_total", &rmq) >= 2, "{}", s.text);
+    assert!(s.count("threatbus_rabbitmq_connects_total", &rmq) >= 4, "{}", s.text);
     let st = bus.bus.terminate();
     assert!(st.success(), "{st:?}\n{}", bus.bus.log());
     let log = bus.bus.log();

@@ -5,6 +5,7 @@
 //! exchange, a Python host's topology is accepted, and bad bodies are
 //! rejected (dead-lettered), not silently acked.
 
+mod metrics_support;
 mod zmq_support;
 #[macro_use]
 mod rabbitmq_support;
@@ -333,4 +334,49 @@ fn exclusive_queue_works_and_goes_away() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Amqp::connect().delete_exchange(&setup.exchange);
+}
+
+/// The round trips through the broker are counted, exactly: what the zmq
+/// app accepted, what the backbone took, published, had confirmed and
+/// consumed back, and what reached the subscriber's queue.
+#[test]
+fn round_trips_are_counted_in_the_metrics() {
+    require_rabbitmq!("round_trips_are_counted_in_the_metrics");
+    let mut setup = RmqSetup::fresh();
+    setup.metrics = true;
+    let mut bus = RmqBus::start(setup);
+    let addr = metrics_support::metrics_addr(&mut bus.bus);
+    let reply =
+        request_raw(bus.ports.manage, &[br#"{"action": "subscribe", "topic": "stix2/indicator", "snapshot": 0}"#]);
+    assert!(reply.contains("success"), "{reply}");
+    let publisher = metrics_support::XPublisher::connect(zctx(), bus.ports.sub_port);
+    for n in 0..7 {
+        publisher.send(&format!("stix2/indicator {}", indicator_json(TAG, 100 + n)));
+    }
+    let (rmq, zmq) = (("plugin", "rabbitmq"), ("plugin", "zmq"));
+    let ind = ("topic", "stix2/indicator");
+    let s = metrics_support::scrape_until(&addr, "7 indicators through the broker", |s| {
+        s.count("threatbus_messages_delivered_total", &[zmq, ind]) == 7
+            && s.count("threatbus_rabbitmq_confirmed_total", &[rmq]) == 7
+    });
+    assert_eq!(s.count("threatbus_messages_accepted_total", &[zmq, ind]), 7, "{}", s.text);
+    for (name, want) in [
+        ("threatbus_rabbitmq_taken_total", 7),
+        ("threatbus_rabbitmq_published_total", 7),
+        ("threatbus_rabbitmq_republished_total", 0),
+        ("threatbus_rabbitmq_consumed_total", 7),
+        ("threatbus_rabbitmq_rejected_total", 0),
+        ("threatbus_rabbitmq_connects_total", 2),
+        ("threatbus_rabbitmq_reconnects_total", 0),
+    ] {
+        assert_eq!(s.count(name, &[rmq]), want, "{name}:\n{}", s.text);
+    }
+    assert_eq!(
+        s.count("threatbus_messages_received_total", &[rmq, ind]),
+        7,
+        "validated again on the way back:\n{}",
+        s.text
+    );
+    metrics_support::promtool_check(&s.text);
+    println!("7 indicators through RabbitMQ: accepted, taken, published, confirmed, consumed and delivered 7 each");
 }

@@ -69,6 +69,8 @@ pub struct RmqSetup {
     pub durable: bool,
     /// Extra `key: value` lines for its `queue` subsection.
     pub queue_extra: String,
+    /// Serve `/metrics` on a port the OS picks.
+    pub metrics: bool,
 }
 
 impl RmqSetup {
@@ -80,6 +82,7 @@ impl RmqSetup {
             extra: String::new(),
             durable: false,
             queue_extra: String::new(),
+            metrics: false,
         }
     }
 
@@ -99,8 +102,9 @@ fn indent_lines(s: &str, indent: &str) -> String {
 
 /// The bus config: rabbitmq backbone + zmq app on `ports`.
 pub fn rmq_config(ports: Ports, setup: &RmqSetup) -> String {
+    let metrics = if setup.metrics { "metrics:\n  port: 0\n" } else { "" };
     format!(
-        "logging:\n  console: true\n  console_verbosity: INFO\nplugins:\n  backbones:\n    rabbitmq:\n      host: 127.0.0.1\n      port: {AMQP_PORT}\n      username: guest\n      password: guest\n      vhost: /\n      exchange_name: {}\n      reconnect_delay: 0.1\n      reconnect_max_delay: 1.0\n{}      queue:\n        name_suffix: {}\n        durable: {}\n        auto_delete: {}\n{}  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
+        "{metrics}logging:\n  console: true\n  console_verbosity: INFO\nplugins:\n  backbones:\n    rabbitmq:\n      host: 127.0.0.1\n      port: {AMQP_PORT}\n      username: guest\n      password: guest\n      vhost: /\n      exchange_name: {}\n      reconnect_delay: 0.1\n      reconnect_max_delay: 1.0\n{}      queue:\n        name_suffix: {}\n        durable: {}\n        auto_delete: {}\n{}  apps:\n    zmq:\n      host: 127.0.0.1\n      manage: {}\n      pub: {}\n      sub: {}\n",
         setup.exchange,
         indent_lines(&setup.extra, "      "),
         setup.suffix,
