@@ -9,7 +9,9 @@
 //!    plugin failed instead of killing the bus);
 //! 4. turn input into a message with [`Host::parse`] (the host validates
 //!    it) and publish it into the inbound queue;
-//! 5. stop: unsubscribe, close the queue, join the thread.
+//! 5. count what it does with [`Host::counter`] (ABI 1.1): the host shows
+//!    it on `/metrics` as `threatbus_echo_received_total{plugin="echo"}`;
+//! 6. stop: unsubscribe, close the queue, join the thread.
 //!
 //! ```yaml
 //! plugins:
@@ -25,14 +27,13 @@
 mod config;
 mod listener;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use threatbus_plugin_api::{
-    config::invalid_config, export_plugin, spawn_thread, App, Host, MessageKind, Overflow, PluginContext, PluginError,
-    Queue,
+    config::invalid_config, export_plugin, spawn_thread, App, Counter, Host, MessageKind, Overflow, PluginContext,
+    PluginError, Queue,
 };
 
 /// The running plugin.
@@ -40,7 +41,7 @@ struct Echo {
     host: Host,
     topics: Vec<String>,
     queue: Queue,
-    received: Arc<AtomicU64>,
+    received: Counter,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -53,9 +54,10 @@ fn start(ctx: PluginContext) -> Result<Echo, PluginError> {
     // Messages wait here for the listener; a slow listener loses the newest
     // ones (counted by the queue) instead of stalling the bus.
     let queue = Queue::bounded(10_000, Overflow::DROP_NEWEST);
-    let received = Arc::new(AtomicU64::new(0));
+    // Registered once at start; updating it is one atomic add.
+    let received = host.counter("echo_received", "Messages the echo plugin received", &[]);
     let listener = {
-        let (queue, received) = (queue.clone(), received.clone());
+        let queue = queue.clone();
         spawn_thread(host, "echo-listener", move || listener::run(queue, received))
             .map_err(|e| PluginError::new(format!("cannot start the listener: {e}")))?
     };
@@ -84,11 +86,7 @@ impl App for Echo {
         if let Some(h) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
-        log::info!(
-            "echo stopped after {} messages ({} dropped)",
-            self.received.load(Ordering::Relaxed),
-            self.queue.dropped()
-        );
+        log::info!("echo stopped after {} messages ({} dropped)", self.received.get(), self.queue.dropped());
         Ok(())
     }
 }
