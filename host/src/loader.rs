@@ -135,8 +135,13 @@ fn read_manifest(path: &Path) -> Result<PluginManifest, String> {
     if size > MAX_PLUGIN_FILE_SIZE {
         return Err(format!("{shown} is larger than {MAX_PLUGIN_FILE_SIZE} bytes; not a plugin"));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let file = object::File::parse(&*bytes)
+    // Only the parts the checks need are read (headers, the dynamic
+    // symbols, the manifest's section), not the whole file: plugins with
+    // debug info are many megabytes, and a full read would leave that much
+    // in the heap of a long-running process.
+    let handle = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let cache = object::read::ReadCache::new(handle);
+    let file = object::File::parse(&cache)
         .map_err(|e| format!("{shown} is not a shared library, or it is truncated or corrupt: {e}"))?;
     if file.format() != object::BinaryFormat::Elf || file.kind() != object::ObjectKind::Dynamic {
         return Err(format!("{shown} is not an ELF shared library"));
@@ -155,11 +160,10 @@ fn read_manifest(path: &Path) -> Result<PluginManifest, String> {
     // (SIGBUS on first touch): every loadable segment must lie in the file.
     for segment in file.segments() {
         let (offset, len) = segment.file_range();
-        if offset.checked_add(len).is_none_or(|end| end > bytes.len() as u64) {
+        if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(format!(
-                "{shown} is truncated or corrupt: a segment ends at byte {} but the file has {} bytes",
+                "{shown} is truncated or corrupt: a segment ends at byte {} but the file has {size} bytes",
                 offset.saturating_add(len),
-                bytes.len()
             ));
         }
     }
@@ -170,10 +174,7 @@ fn read_manifest(path: &Path) -> Result<PluginManifest, String> {
     let data = symbol
         .section_index()
         .and_then(|i| file.section_by_index(i).ok())
-        .and_then(|section| {
-            let start = symbol.address().checked_sub(section.address())? as usize;
-            section.data().ok()?.get(start..)
-        })
+        .and_then(|section| section.data_range(symbol.address(), want as u64).ok().flatten())
         .ok_or_else(|| format!("{shown}: {MANIFEST_SYMBOL} does not point at data in the file"))?;
     if data.len() < 20 || data[..16] != PLUGIN_MAGIC {
         return Err(format!(
