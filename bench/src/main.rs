@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod amqp;
 mod idle;
 mod metrics;
 mod misp;
@@ -118,6 +119,18 @@ enum Cmd {
     /// The misp path: MISP attributes from a MISP ZeroMQ publisher through
     /// the misp plugin to a zmq subscriber, against the plain relay.
     Misp,
+    /// The rabbitmq path: the bus with the rabbitmq backbone against a plain
+    /// AMQP relay through the same broker (its ceiling), 1 subscriber.
+    Rabbitmq,
+    /// The plain AMQP relay (used internally).
+    AmqpRelay {
+        #[arg(long)]
+        sub: u16,
+        #[arg(long)]
+        r#pub: u16,
+        #[arg(long)]
+        exchange: String,
+    },
     /// The plain relay (used internally): SUB bound on --sub, PUB bound on --pub.
     Relay {
         #[arg(long)]
@@ -189,13 +202,25 @@ fn start_bus_with(art: &Path, extra: &[&str], apps: &str) -> Target {
 /// Like [`start_bus_with`]; `zmq` holds more lines of the zmq section
 /// (indented for it).
 fn start_bus_full(art: &Path, extra: &[&str], apps: &str, zmq: &str) -> Target {
+    let mut libs = vec!["libthreatbus_backbone_inmem.so"];
+    libs.extend_from_slice(extra);
+    start_bus_config(art, &libs, "    inmem: {}\n", apps, zmq)
+}
+
+/// The bus with another backbone (`backbone`: its section, indented for
+/// `plugins.backbones`) from the library `lib`, and the zmq app.
+fn start_bus_backbone(art: &Path, libs: &[&str], backbone: &str, zmq: &str) -> Target {
+    start_bus_config(art, libs, backbone, "", zmq)
+}
+
+fn start_bus_config(art: &Path, libs: &[&str], backbone: &str, apps: &str, zmq: &str) -> Target {
     let dir = std::env::temp_dir().join(format!("threatbus-bench-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let plugins = dir.join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for lib in ["libthreatbus_backbone_inmem.so", "libthreatbus_app_zmq.so"].iter().chain(extra) {
+    for lib in ["libthreatbus_app_zmq.so"].iter().chain(libs) {
         let src = art.join(lib);
         assert!(src.exists(), "{} missing: build with --release first", src.display());
         std::fs::copy(&src, plugins.join(lib)).unwrap();
@@ -206,7 +231,7 @@ fn start_bus_full(art: &Path, extra: &[&str], apps: &str, zmq: &str) -> Target {
     std::fs::write(
         &config,
         format!(
-            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n    inmem: {{}}\n  apps:\n{apps}    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n{zmq}"
+            "logging:\n  console: true\n  console_verbosity: WARNING\nplugins:\n  backbones:\n{backbone}  apps:\n{apps}    zmq:\n      host: 127.0.0.1\n      manage: {manage}\n      pub: {pub_port}\n      sub: {sub_port}\n{zmq}"
         ),
     )
     .unwrap();
@@ -655,6 +680,8 @@ fn main() {
         Some(Cmd::Idle { idle }) => return idle::run(&args, *idle),
         Some(Cmd::Startup) => return startup::run(&args),
         Some(Cmd::Metrics { scrape_ms }) => return metrics::run(&args, *scrape_ms),
+        Some(Cmd::Rabbitmq) => return amqp::run(&args),
+        Some(Cmd::AmqpRelay { sub, r#pub, exchange }) => return amqp::relay(*sub, *r#pub, exchange),
         Some(Cmd::Validate) => {
             let took = validate_indicators(args.count);
             println!(
