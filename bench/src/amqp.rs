@@ -5,8 +5,6 @@
 //! 1,000 unconfirmed, as the backbone's default) → consume from its own
 //! queue (prefetch 1,000, every delivery acked) → ZeroMQ PUB.
 
-use std::time::{Duration, Instant};
-
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -15,7 +13,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::{artifacts, fmt_rate, free_port, median, run_once, start_bus_backbone, Args, Target};
+use crate::{artifacts, fmt_rate, median, run_once, start_bus_backbone, start_relay_process, Args, Target};
 
 const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WINDOW: usize = 1000;
@@ -102,29 +100,9 @@ pub fn relay(sub_port: u16, pub_port: u16, exchange: &str) {
 }
 
 fn start_relay(exchange: &str) -> Target {
-    let (pub_port, sub_port) = (free_port(), free_port());
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["amqp-relay", "--sub", &sub_port.to_string(), "--pub", &pub_port.to_string(), "--exchange", exchange])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("start the AMQP relay");
-    let t = Target {
-        host: "127.0.0.1".into(),
-        manage: None,
-        pub_port,
-        sub_port,
-        pid: Some(child.id()),
-        child: Some(child),
-        _dir: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while [pub_port, sub_port].iter().any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()) {
-        assert!(Instant::now() < deadline, "AMQP relay did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The relay's queue is bound once it consumes; the warm-up of run_once
-    // waits for frames to come through.
-    t
+    // Its queue is bound once it consumes; run_once's warm-up waits for
+    // frames to come through.
+    start_relay_process("amqp-relay", &["--exchange", exchange])
 }
 
 /// `threatbus-bench rabbitmq`: the bus and the relay alternating, one

@@ -284,9 +284,16 @@ fn connect_bus(endpoint: &str) -> Target {
 }
 
 fn start_relay() -> Target {
+    start_relay_process("relay", &[])
+}
+
+/// Starts `threatbus-bench <subcommand> --sub S --pub P <more>` (a relay
+/// process) on two free ports; returns once both accept connections.
+fn start_relay_process(subcommand: &str, more: &[&str]) -> Target {
     let (pub_port, sub_port) = (free_port(), free_port());
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["relay", "--sub", &sub_port.to_string(), "--pub", &pub_port.to_string()])
+        .args([subcommand, "--sub", &sub_port.to_string(), "--pub", &pub_port.to_string()])
+        .args(more)
         .stdin(Stdio::null())
         .spawn()
         .expect("start relay");
@@ -299,10 +306,9 @@ fn start_relay() -> Target {
         child: Some(child),
         _dir: None,
     };
-    // Ready once both ports accept connections.
     let deadline = Instant::now() + Duration::from_secs(10);
     while [pub_port, sub_port].iter().any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()) {
-        assert!(Instant::now() < deadline, "relay did not start");
+        assert!(Instant::now() < deadline, "{subcommand} did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
     t
