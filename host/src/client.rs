@@ -57,7 +57,7 @@ pub fn watch(topics: &[String], manage_at: &str, snapshot_days: u64, count: Opti
     let reply = manage(
         &ctx,
         &endpoint,
-        &serde_json::json!({"action": "subscribe", "topic": topic, "snapshot": snapshot_days * 86_400}),
+        &serde_json::json!({"action": "subscribe", "topic": topic, "snapshot": snapshot_days}),
     )?;
     if reply["status"] != "success" {
         return Err(format!("the bus refused the subscription: {reply}"));

@@ -302,3 +302,19 @@ fn publish_refuses_invalid_lines_and_says_so() {
     assert!(said.contains("sent 1 messages") && said.contains("2 invalid lines"), "{said}");
     println!("publish sent the valid line and named the two invalid ones: {said}");
 }
+
+#[test]
+fn watch_asks_for_a_snapshot_in_days() {
+    let mut bus = ZmqBus::start();
+    let manage = format!("127.0.0.1:{}", bus.ports.manage);
+    let out = threatbus_command(
+        &["watch", "--manage", &manage, "--topic", "stix2/indicator", "--snapshot", "2", "--count", "0"],
+        &[],
+    )
+    .output()
+    .expect("threatbus watch");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    bus.bus.wait_for("for message type indicator and time delta 172800s");
+    bus.bus.wait_for("Received unsubscription from topic");
+    println!("watch --snapshot 2 made the bus request a snapshot of 2 days (172800 s), then unsubscribed");
+}
