@@ -271,6 +271,20 @@ impl std::fmt::Debug for BusCollector {
     }
 }
 
+/// Writes one family of samples of metric type `ty`, each made by `make`.
+fn family<'a, V, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, ty): (&str, &str, MetricType),
+    make: fn(V) -> M,
+    rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, V)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, ty)?;
+    for (labels, v) in rows {
+        make(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// Writes one family of counters.
 fn counters<'a>(
     encoder: &mut DescriptorEncoder,
@@ -278,11 +292,7 @@ fn counters<'a>(
     help: &str,
     rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, u64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in rows {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family(encoder, (name, help, MetricType::Counter), ConstCounter::new, rows)
 }
 
 /// Writes one family of gauges.
@@ -292,11 +302,7 @@ fn gauges<'a>(
     help: &str,
     rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, i64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family(encoder, (name, help, MetricType::Gauge), ConstGauge::new, rows)
 }
 
 impl Collector for BusCollector {
