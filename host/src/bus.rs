@@ -77,9 +77,6 @@ pub struct RunningPlugin {
     pub name: String,
     state: *const c_void,
     fns: PluginFns,
-    /// Shared with the plugin's `PluginCtx`, so that failures reported
-    /// while the plugin is still starting are not lost.
-    failed: Arc<AtomicBool>,
     /// Apps: queue of snapshot requests served by a worker thread.
     snapshot_tx: Mutex<Option<crossbeam_channel::Sender<Message>>>,
     stats: Arc<PluginStats>,
@@ -93,12 +90,12 @@ unsafe impl Sync for RunningPlugin {}
 
 impl RunningPlugin {
     pub fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        self.stats.failed.load(Ordering::SeqCst)
     }
 
     /// Marks the plugin as failed; returns whether it was healthy before.
     pub fn mark_failed(&self, why: &str) -> bool {
-        mark_failed(&self.name, &self.failed, why)
+        mark_failed(&self.name, &self.stats.failed, why)
     }
 
     /// Runs a plugin call (each entry catches the plugin's panics and
@@ -201,9 +198,10 @@ impl Snapshots {
 
 /// Host context handed to one plugin through `HostServices::ctx`.
 pub struct PluginCtx {
-    pub name: String,
     pub bus: Arc<Bus>,
-    pub failed: Arc<AtomicBool>,
+    /// The plugin's name and counts; its failure flag, shared with its
+    /// `RunningPlugin` so that failures reported while the plugin is still
+    /// starting are not lost.
     pub stats: Arc<PluginStats>,
     /// The plugin's handle to `inq`, counting what it puts there.
     pub inq: Queue,
@@ -227,7 +225,6 @@ pub struct Bus {
     snapshot_q: Queue,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_timeout: Duration,
-    stats: RwLock<Vec<Arc<PluginStats>>>,
     taps: Mutex<HashMap<(String, usize), Tapped>>,
     snapshot_stats: Arc<SnapshotStats>,
     plugin_metrics: PluginMetrics,
@@ -250,16 +247,20 @@ impl Bus {
             snapshot_q: Queue::bounded(10_000, Overflow::BLOCK),
             threads: Mutex::new(Vec::new()),
             stop_timeout: Duration::from_secs_f64(cfg.stop_timeout.max(0.1)),
-            stats: RwLock::new(Vec::new()),
             taps: Mutex::new(HashMap::new()),
             snapshot_stats,
             plugin_metrics: PluginMetrics::default(),
         })
     }
 
-    /// The host's counts of every started plugin.
+    /// The host's counts of every started plugin, backbones first.
     pub fn plugin_stats(&self) -> Vec<Arc<PluginStats>> {
-        self.stats.read().unwrap_or_else(|e| e.into_inner()).clone()
+        [&self.backbones, &self.apps]
+            .iter()
+            .flat_map(|list| {
+                list.read().unwrap_or_else(|e| e.into_inner()).iter().map(|p| p.stats.clone()).collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The metrics plugins registered.
@@ -315,13 +316,8 @@ impl Bus {
 
     /// The service table of one plugin; leaked, it lives for the process.
     fn services_for(self: &Arc<Self>, stats: Arc<PluginStats>) -> &'static HostServices {
-        let ctx = Box::leak(Box::new(PluginCtx {
-            name: stats.name.clone(),
-            bus: self.clone(),
-            failed: stats.failed.clone(),
-            inq: self.inq.counting(stats.accepted.clone()),
-            stats,
-        }));
+        let ctx =
+            Box::leak(Box::new(PluginCtx { bus: self.clone(), inq: self.inq.counting(stats.accepted.clone()), stats }));
         Box::leak(Box::new(HostServices {
             size: std::mem::size_of::<HostServices>(),
             abi_major: threatbus_plugin_api::abi::ABI_MAJOR,
@@ -347,9 +343,7 @@ impl Bus {
         let name = plugin.decl.name.clone();
         let entry = crate::loader::open(plugin)?;
         let json = serde_json::to_string(config).expect("JSON values serialize");
-        let failed = Arc::new(AtomicBool::new(false));
-        let stats = PluginStats::new(&plugin.decl, failed.clone());
-        self.stats.write().unwrap_or_else(|e| e.into_inner()).push(stats.clone());
+        let stats = PluginStats::new(&plugin.decl);
         let services = self.services_for(stats.clone());
         // SAFETY: the plugin passed every loader check; the table lives for
         // the process. The entry catches the plugin's panics.
@@ -367,7 +361,6 @@ impl Bus {
             name: name.clone(),
             state: instance.state,
             fns,
-            failed,
             snapshot_tx: Mutex::new(None),
             stats,
         });
@@ -635,7 +628,7 @@ impl Bus {
         // free the state of each plugin that stopped, so its `Drop`s run.
         if all_joined {
             for p in stopped {
-                p.failed.store(true, Ordering::SeqCst);
+                p.stats.failed.store(true, Ordering::SeqCst);
                 // SAFETY: `destroy` once, after a successful `stop`, with
                 // nothing left that could call the plugin.
                 unsafe { (p.fns.destroy)(p.state) };

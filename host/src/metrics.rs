@@ -50,13 +50,13 @@ pub struct PluginStats {
     /// What backbones and the core put into the plugin's subscriber queues.
     pub delivered: Arc<SendCounts>,
     pub snapshot_requests: AtomicU64,
-    /// Shared with the plugin's failure flag.
-    pub failed: Arc<AtomicBool>,
+    /// The plugin's failure flag: set, the host no longer calls it.
+    pub failed: AtomicBool,
     pub stopped: AtomicBool,
 }
 
 impl PluginStats {
-    pub fn new(decl: &crate::loader::Declaration, failed: Arc<AtomicBool>) -> Arc<PluginStats> {
+    pub fn new(decl: &crate::loader::Declaration) -> Arc<PluginStats> {
         Arc::new(PluginStats {
             name: decl.name.clone(),
             kind: decl.kind,
@@ -68,7 +68,7 @@ impl PluginStats {
             accepted: SendCounts::new(),
             delivered: SendCounts::new(),
             snapshot_requests: AtomicU64::new(0),
-            failed,
+            failed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         })
     }
@@ -83,11 +83,14 @@ impl PluginStats {
         self.invalid[reason_index.min(REJECTION_REASONS.len() - 1)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A plugin that stopped is `stopped`, even if it failed before: the
+    /// host sets the failure flag of every plugin it destroys, so that
+    /// nothing calls it again, which is no failure.
     fn state(&self) -> &'static str {
-        if self.failed.load(Ordering::Relaxed) {
-            "failed"
-        } else if self.stopped.load(Ordering::Relaxed) {
+        if self.stopped.load(Ordering::Relaxed) {
             "stopped"
+        } else if self.failed.load(Ordering::Relaxed) {
+            "failed"
         } else {
             "running"
         }

@@ -72,7 +72,7 @@ pub unsafe extern "C" fn subscribe(
             }
             Ok(None) => {}
             Err(_) => {
-                c.bus.untap(&c.name, queue, topic);
+                c.bus.untap(&c.stats.name, queue, topic);
             }
         }
         r
@@ -84,7 +84,7 @@ pub unsafe extern "C" fn subscribe(
 pub unsafe extern "C" fn unsubscribe(p: *const c_void, topic: RStr<'_>, queue: &Queue) -> RResult<(), RString> {
     // SAFETY: plugins pass back the `ctx` of their table.
     let c = unsafe { ctx(p) };
-    let r = catch_unwind(AssertUnwindSafe(|| match c.bus.untap(&c.name, queue, topic.as_str()) {
+    let r = catch_unwind(AssertUnwindSafe(|| match c.bus.untap(&c.stats.name, queue, topic.as_str()) {
         Some(tap) => c.bus.unsubscribe(topic.as_str(), &tap),
         // Never subscribed through this plugin: the backbones know nothing of it either.
         None => Ok(()),
@@ -99,7 +99,8 @@ pub unsafe extern "C" fn unsubscribe(p: *const c_void, topic: RStr<'_>, queue: &
 pub unsafe extern "C" fn report_failure(p: *const c_void, message: RStr<'_>) {
     // SAFETY: plugins pass back the `ctx` of their table.
     let c = unsafe { ctx(p) };
-    let _ = catch_unwind(AssertUnwindSafe(|| crate::bus::mark_failed(&c.name, &c.failed, message.as_str())));
+    let _ =
+        catch_unwind(AssertUnwindSafe(|| crate::bus::mark_failed(&c.stats.name, &c.stats.failed, message.as_str())));
 }
 
 pub extern "C" fn log_enabled(level: u8, target: RStr<'_>) -> bool {
@@ -146,7 +147,7 @@ pub unsafe extern "C" fn register_metric(
     let c = unsafe { ctx(p) };
     let r = catch_unwind(AssertUnwindSafe(|| {
         let labels: Vec<(&str, &str)> = labels.iter().map(|t| (t.0.as_str(), t.1.as_str())).collect();
-        c.bus.plugin_metrics().register(&c.name, kind, name.as_str(), help.as_str(), &labels)
+        c.bus.plugin_metrics().register(&c.stats.name, kind, name.as_str(), help.as_str(), &labels)
     }))
     .unwrap_or_else(|_| Err("host panicked while registering a metric".into()));
     match r {

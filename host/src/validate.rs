@@ -51,6 +51,9 @@ pub const REJECTION_REASONS: [&str; 8] = [
     "validator_panicked",
 ];
 
+/// The index of `"other"` in [`REJECTION_REASONS`].
+const OTHER: usize = 6;
+
 impl Rejection {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Self { reason, message: message.into() }
@@ -58,7 +61,7 @@ impl Rejection {
 
     /// The index of the reason in [`REJECTION_REASONS`].
     pub fn reason_index(&self) -> usize {
-        REJECTION_REASONS.iter().position(|r| *r == self.reason).unwrap_or(6)
+        REJECTION_REASONS.iter().position(|r| *r == self.reason).unwrap_or(OTHER)
     }
 }
 
@@ -136,5 +139,6 @@ mod tests {
         assert_eq!(parse(MessageKind::INDICATOR, &bad_pattern).unwrap_err().reason, "invalid_pattern");
         let no_id = INDICATOR.replace(r#""id": "indicator--42d31a5b-2da0-4bdd-9823-1723a98fc2fb", "#, "");
         assert_eq!(parse(MessageKind::INDICATOR, &no_id).unwrap_err().reason, "missing_property");
+        assert_eq!(REJECTION_REASONS[OTHER], "other");
     }
 }
