@@ -672,8 +672,8 @@ fn validate_indicators(n: u64) -> Duration {
 fn validate_all(frames: &[Vec<u8>]) {
     for f in frames {
         let json = std::str::from_utf8(&f[b"stix2/indicator ".len()..]).unwrap();
-        let obj = threatbus_stix::parse_stix2(json).unwrap();
-        std::hint::black_box(obj.to_json());
+        // What the host's parse service does with every STIX message.
+        std::hint::black_box(threatbus_stix::canonicalize_stix2(json).unwrap());
     }
 }
 

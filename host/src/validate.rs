@@ -4,7 +4,7 @@
 
 use threatbus_plugin_api::{Message, MessageKind};
 use threatbus_stix::{
-    parse_stix2, DataError, DataErrorKind, MessageType, SnapshotEnvelope, SnapshotRequest, Stix2Object,
+    canonicalize_stix2, DataError, DataErrorKind, MessageType, SnapshotEnvelope, SnapshotRequest, Stix2Object,
 };
 
 /// The message kind of a STIX object type.
@@ -84,14 +84,14 @@ impl From<DataError> for Rejection {
 pub fn parse(kind: MessageKind, json: &str) -> Result<Message, Rejection> {
     match kind {
         MessageKind::INDICATOR | MessageKind::SIGHTING => {
-            let obj = parse_stix2(json)?;
-            if kind_of(obj.message_type()) != kind {
+            let (found, canonical) = canonicalize_stix2(json)?;
+            if kind_of(found) != kind {
                 return Err(Rejection::new(
                     "wrong_kind",
-                    format!("expected a STIX {}, got a {}", kind.type_name(), obj.message_type().name()),
+                    format!("expected a STIX {}, got a {}", kind.type_name(), found.name()),
                 ));
             }
-            Ok(from_stix2(&obj))
+            Ok(Message::from_validated_json(kind, canonical))
         }
         MessageKind::SNAPSHOT_REQUEST => Ok(from_snapshot_request(&SnapshotRequest::from_json(json)?)),
         MessageKind::SNAPSHOT_ENVELOPE => {

@@ -64,7 +64,7 @@ pub mod pyjson;
 mod stix;
 mod timestamp;
 
-pub use stix::{parse_stix2, Indicator, Sighting, Stix2Object};
+pub use stix::{canonicalize_stix2, parse_stix2, Indicator, Sighting, Stix2Object};
 
 /// Topic of STIX-2 indicators.
 pub const TOPIC_INDICATOR: &str = "stix2/indicator";

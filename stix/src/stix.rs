@@ -5,6 +5,8 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
+mod flat;
+
 use super::pattern;
 use super::pyjson;
 use super::timestamp::{Precision, Timestamp};
@@ -187,6 +189,13 @@ pub(crate) enum ObjKind {
 }
 
 impl ObjKind {
+    fn message_type(self) -> MessageType {
+        match self {
+            ObjKind::Indicator => MessageType::Indicator,
+            ObjKind::Sighting => MessageType::Sighting,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             ObjKind::Indicator => "indicator",
@@ -210,10 +219,83 @@ impl ObjKind {
 
     fn required(self) -> &'static [&'static str] {
         match self {
-            ObjKind::Indicator => &["type", "id", "created", "modified", "pattern", "pattern_type", "valid_from"],
-            ObjKind::Sighting => &["type", "id", "created", "modified", "sighting_of_ref"],
+            ObjKind::Indicator => &INDICATOR_REQUIRED,
+            ObjKind::Sighting => &SIGHTING_REQUIRED,
         }
     }
+
+    /// The bits of [`required`](Self::required) in a mask of present spec
+    /// properties.
+    fn required_mask(self) -> u32 {
+        match self {
+            ObjKind::Indicator => const { prop_mask(&INDICATOR_PROPS, &INDICATOR_REQUIRED) },
+            ObjKind::Sighting => const { prop_mask(&SIGHTING_PROPS, &SIGHTING_REQUIRED) },
+        }
+    }
+
+    /// The spec indices of the timestamps that must be in order: `valid_from`
+    /// and `valid_until`, or `first_seen` and `last_seen`.
+    fn ordered_stamps(self) -> (usize, usize) {
+        match self {
+            ObjKind::Indicator => {
+                const {
+                    (
+                        prop_mask(&INDICATOR_PROPS, &["valid_from"]).trailing_zeros() as usize,
+                        prop_mask(&INDICATOR_PROPS, &["valid_until"]).trailing_zeros() as usize,
+                    )
+                }
+            }
+            ObjKind::Sighting => {
+                const {
+                    (
+                        prop_mask(&SIGHTING_PROPS, &["first_seen"]).trailing_zeros() as usize,
+                        prop_mask(&SIGHTING_PROPS, &["last_seen"]).trailing_zeros() as usize,
+                    )
+                }
+            }
+        }
+    }
+
+    /// The bit of a spec property in a mask of present properties (0 for a
+    /// name the kind does not have).
+    fn bit(self, name: &str) -> u32 {
+        self.index(name).map_or(0, |i| 1 << i)
+    }
+}
+
+const INDICATOR_REQUIRED: [&str; 7] = ["type", "id", "created", "modified", "pattern", "pattern_type", "valid_from"];
+const SIGHTING_REQUIRED: [&str; 5] = ["type", "id", "created", "modified", "sighting_of_ref"];
+
+/// The mask of the spec properties `names` (a `const fn`, so that callers
+/// can evaluate it at compile time).
+const fn prop_mask(props: &[(&str, Kind); 23], names: &[&str]) -> u32 {
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut mask = 0;
+    let mut n = 0;
+    while n < names.len() {
+        let mut i = 0;
+        while i < props.len() {
+            if same(props[i].0, names[n]) {
+                mask |= 1 << i;
+            }
+            i += 1;
+        }
+        n += 1;
+    }
+    mask
 }
 
 // ---------------------------------------------------------------------------
@@ -265,7 +347,10 @@ fn expect_str<'v>(kind: ObjKind, prop: &str, v: &'v Value) -> Result<&'v str, Da
 }
 
 fn check_ref(kind: ObjKind, prop: &str, v: &Value, allowed: Option<&[&str]>) -> Result<(), DataError> {
-    let s = expect_str(kind, prop, v)?;
+    check_ref_str(kind, prop, expect_str(kind, prop, v)?, allowed)
+}
+
+fn check_ref_str(kind: ObjKind, prop: &str, s: &str, allowed: Option<&[&str]>) -> Result<(), DataError> {
     let Some((ty, _)) = split_id(s) else {
         return Err(invalid(
             kind,
@@ -294,23 +379,27 @@ fn check_ref(kind: ObjKind, prop: &str, v: &Value, allowed: Option<&[&str]>) -> 
     Ok(())
 }
 
-/// Validates one spec property in place; returns its timestamp if it is one.
-fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<Option<Timestamp>, DataError> {
+impl Kind {
+    /// Whether a value of this kind is one string.
+    fn is_string(self) -> bool {
+        matches!(
+            self,
+            Kind::Type | Kind::SpecVersion | Kind::Id | Kind::Timestamp(_) | Kind::Str | Kind::Ref(_) | Kind::SdoRef
+        )
+    }
+}
+
+/// Validates the string value `s` of a spec property of a string kind
+/// ([`Kind::is_string`]); returns its timestamp if it is one.
+fn check_str_property(kind: ObjKind, prop: &str, k: Kind, s: &str) -> Result<Option<Timestamp>, DataError> {
     match k {
-        Kind::Type => {
-            let s = expect_str(kind, prop, v)?;
-            if s != kind.name() {
-                return Err(invalid(kind, prop, format_args!("expected '{}', found '{s}'", kind.name())));
-            }
+        Kind::Type if s != kind.name() => {
+            return Err(invalid(kind, prop, format_args!("expected '{}', found '{s}'", kind.name())));
         }
-        Kind::SpecVersion => {
-            let s = expect_str(kind, prop, v)?;
-            if s != "2.1" {
-                return Err(invalid(kind, prop, format_args!("expected '2.1', found '{s}'")));
-            }
+        Kind::SpecVersion if s != "2.1" => {
+            return Err(invalid(kind, prop, format_args!("expected '2.1', found '{s}'")));
         }
         Kind::Id => {
-            let s = expect_str(kind, prop, v)?;
             let ok = s.strip_prefix(kind.name()).and_then(|r| r.strip_prefix("--")).is_some_and(is_rfc4122_uuid);
             if !ok {
                 return Err(DataError::invalid_property(format!(
@@ -320,8 +409,7 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
                 )));
             }
         }
-        Kind::Timestamp(precision) => {
-            let s = expect_str(kind, prop, v)?;
+        Kind::Timestamp(_) => {
             let Some(ts) = Timestamp::parse(s) else {
                 return Err(invalid(
                     kind,
@@ -329,15 +417,30 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
                     format_args!("'{s}' is not a timestamp of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z"),
                 ));
             };
-            let formatted = ts.format(precision);
-            if formatted.as_str() != s {
-                *v = Value::String(formatted.as_str().to_string());
-            }
             return Ok(Some(ts));
         }
-        Kind::Str => {
-            expect_str(kind, prop, v)?;
+        Kind::Ref(types) => check_ref_str(kind, prop, s, Some(types))?,
+        Kind::SdoRef => check_ref_str(kind, prop, s, None)?,
+        // The checks passed, Kind::Str is any string; the other kinds are
+        // not strings.
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// Validates one spec property in place; returns its timestamp if it is one.
+fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<Option<Timestamp>, DataError> {
+    if k.is_string() {
+        let s = expect_str(kind, prop, v)?;
+        let ts = check_str_property(kind, prop, k, s)?;
+        if let (Kind::Timestamp(precision), Some(ts)) = (k, ts) {
+            if !Timestamp::is_formatted(s, precision) {
+                *v = Value::String(ts.format(precision).as_str().to_string());
+            }
         }
+        return Ok(ts);
+    }
+    match k {
         Kind::StrList => {
             if v.is_string() {
                 // stix2's ListProperty wraps a single string into a list.
@@ -349,8 +452,6 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
                 return Err(invalid(kind, prop, "expected a list of strings"));
             }
         }
-        Kind::Ref(types) => check_ref(kind, prop, v, Some(types))?,
-        Kind::SdoRef => check_ref(kind, prop, v, None)?,
         Kind::RefList(types) => {
             if v.is_string() {
                 let s = std::mem::take(v);
@@ -421,6 +522,8 @@ fn check_property(kind: ObjKind, prop: &str, k: Kind, v: &mut Value) -> Result<O
                 }
             }
         }
+        // Checked above.
+        Kind::Type | Kind::SpecVersion | Kind::Id | Kind::Timestamp(_) | Kind::Str | Kind::Ref(_) | Kind::SdoRef => {}
     }
     Ok(None)
 }
@@ -614,6 +717,21 @@ fn check_granular_markings(kind: ObjKind, map: &Map<String, Value>, markings: &V
     Ok(())
 }
 
+/// Checks the order of the timestamps of [`ObjKind::ordered_stamps`]:
+/// `valid_until` after `valid_from`, `last_seen` not before `first_seen`.
+fn check_stamp_order(kind: ObjKind, stamps: [Option<Timestamp>; 2]) -> Result<(), DataError> {
+    let [Some(first), Some(second)] = stamps else { return Ok(()) };
+    match kind {
+        ObjKind::Indicator if second <= first => {
+            Err(DataError::invalid_property("indicator: 'valid_until' must be later than 'valid_from'".to_string()))
+        }
+        ObjKind::Sighting if second < first => Err(DataError::invalid_property(
+            "sighting: 'last_seen' must be later than or equal to 'first_seen'".to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Validates and normalises a STIX object in place (see [`Indicator`] for
 /// the rules). `map["type"]` must already equal `kind.name()`.
 pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Result<(), DataError> {
@@ -623,8 +741,10 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
     }
     let props = kind.props();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
-    let mut drop_revoked = false;
-    let mut drop_summary = false;
+    let (first_stamp, second_stamp) = kind.ordered_stamps();
+    // Bit i set: spec property i is a boolean at its default `false`, which
+    // stix2 omits.
+    let mut at_default: u32 = 0;
     let mut has_empty = false;
     // Bit i set: spec property i is present with a non-empty value.
     let mut present: u32 = 0;
@@ -650,20 +770,19 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
         present |= 1 << i;
         let (name, k) = props[i];
         let ts = check_property(kind, name, k, value)?;
-        match (kind, name) {
-            (ObjKind::Indicator, "valid_from") | (ObjKind::Sighting, "first_seen") => stamps[0] = ts,
-            (ObjKind::Indicator, "valid_until") | (ObjKind::Sighting, "last_seen") => stamps[1] = ts,
-            (_, "revoked") => drop_revoked = value == &Value::Bool(false),
-            (_, "summary") => drop_summary = value == &Value::Bool(false),
+        match k {
+            Kind::Timestamp(_) if i == first_stamp => stamps[0] = ts,
+            Kind::Timestamp(_) if i == second_stamp => stamps[1] = ts,
+            Kind::BoolDefaultFalse if value == &Value::Bool(false) => at_default |= 1 << i,
             _ => {}
         }
     }
     if has_empty {
         map.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
     }
-    let has = |name: &str| kind.index(name).is_some_and(|i| present & (1 << i) != 0);
-    for req in kind.required() {
-        if !has(req) {
+    let has = |name: &str| present & kind.bit(name) != 0;
+    if present & kind.required_mask() != kind.required_mask() {
+        if let Some(req) = kind.required().iter().find(|req| !has(req)) {
             return Err(DataError::missing_property(format!("{}: missing required property '{req}'", kind.name())));
         }
     }
@@ -675,30 +794,21 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
             check_granular_markings(kind, map, markings)?;
         }
     }
-    if drop_revoked {
-        map.remove("revoked");
+    while at_default != 0 {
+        map.remove(props[at_default.trailing_zeros() as usize].0);
+        at_default &= at_default - 1;
     }
-    if drop_summary {
-        map.remove("summary");
-    }
+    check_stamp_order(kind, stamps)?;
     match kind {
         ObjKind::Indicator => {
-            if let [Some(from), Some(until)] = stamps {
-                if until <= from {
-                    return Err(DataError::invalid_property(
-                        "indicator: 'valid_until' must be later than 'valid_from'".to_string(),
-                    ));
-                }
-            }
             let is_stix = map.get("pattern_type").and_then(Value::as_str) == Some("stix");
             if is_stix {
-                let needs_version =
-                    !has("pattern_version") || map.get("pattern_version").and_then(Value::as_str) == Some("");
-                if needs_version {
+                // A missing, null or empty pattern_version is "2.1".
+                let given = map.get("pattern_version").and_then(Value::as_str).filter(|v| !v.is_empty());
+                let version = pattern::PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
+                if given.is_none() {
                     map.insert("pattern_version".to_string(), Value::String("2.1".to_string()));
                 }
-                let version = map.get("pattern_version").and_then(Value::as_str).unwrap_or("2.1");
-                let version = pattern::PatternVersion::from_pattern_version(version);
                 let pattern = map.get("pattern").and_then(Value::as_str).unwrap_or("");
                 if let Err(e) = pattern::validate_version(pattern, version) {
                     return Err(DataError::invalid_pattern(e));
@@ -706,13 +816,6 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
             }
         }
         ObjKind::Sighting => {
-            if let [Some(first), Some(last)] = stamps {
-                if last < first {
-                    return Err(DataError::invalid_property(
-                        "sighting: 'last_seen' must be later than or equal to 'first_seen'".to_string(),
-                    ));
-                }
-            }
             // A nested indicator (vast-threatbus retro matches) is normalised
             // best-effort, like the Python envelope decoder does.
             if let Some(Value::Object(inner)) = map.get_mut(X_THREATBUS_INDICATOR) {
@@ -836,13 +939,8 @@ impl Canonical<'_> {
         }
         out.push(b'{');
         let mut first = true;
-        let mut entry = |out: &mut Vec<u8>, k: &str, v: &Value| {
-            if !first {
-                out.extend_from_slice(b", ");
-            }
-            first = false;
-            pyjson::write_str(out, k);
-            out.extend_from_slice(b": ");
+        let mut entry = |out: &mut Vec<u8>, k: &str, v: &Value, spec: bool| {
+            write_key(out, &mut first, k, spec);
             match v {
                 Value::Object(inner)
                     if k == X_THREATBUS_INDICATOR && inner.get("type").and_then(Value::as_str) == Some("indicator") =>
@@ -863,17 +961,34 @@ impl Canonical<'_> {
             }
         };
         for (k, v) in slots.iter().flatten() {
-            entry(out, k, v);
+            entry(out, k, v, true);
         }
         if n_spec < self.map.len() {
             for (k, v) in self.map {
                 if self.kind.index(k).is_none() {
-                    entry(out, k, v);
+                    entry(out, k, v, false);
                 }
             }
         }
         out.push(b'}');
     }
+}
+
+/// Writes the separator before an entry of a JSON object (none before the
+/// first) and its key. `spec`: `key` is a spec property name (`[a-z_]+`),
+/// which needs no escaping.
+fn write_key(out: &mut Vec<u8>, first: &mut bool, key: &str, spec: bool) {
+    if !std::mem::take(first) {
+        out.extend_from_slice(b", ");
+    }
+    if spec {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'"');
+    } else {
+        pyjson::write_str(out, key);
+    }
+    out.extend_from_slice(b": ");
 }
 
 fn canonical_json(kind: ObjKind, map: &Map<String, Value>) -> String {
@@ -1285,6 +1400,19 @@ impl From<Sighting> for Stix2Object {
     fn from(s: Sighting) -> Self {
         Stix2Object::Sighting(s)
     }
+}
+
+/// Validates a STIX 2.1 indicator or sighting given as JSON (see
+/// [`parse_stix2`]) and returns its type and canonical JSON (see
+/// [`Stix2Object::to_json`]): the same result as `parse_stix2` followed by
+/// `to_json`, faster for flat objects of strings (most indicators), which
+/// are checked and written without building a JSON tree.
+pub fn canonicalize_stix2(json: &str) -> Result<(MessageType, String), DataError> {
+    if let Some((kind, canonical)) = flat::canonical(json) {
+        return Ok((kind.message_type(), canonical));
+    }
+    let obj = parse_stix2(json)?;
+    Ok((obj.message_type(), obj.to_json()))
 }
 
 /// Parses and validates a STIX 2.1 indicator or sighting from JSON, like

@@ -165,6 +165,31 @@ impl Timestamp {
         }
     }
 
+    /// Whether `s`, which [`parse`](Self::parse) accepted, is already what
+    /// [`format`](Self::format) makes of it: upper-case `T` and `Z`, and a
+    /// fraction of the digits `precision` keeps (none or 1 to 6 digits
+    /// without a trailing zero; for `MillisecondMin` 3 digits, or 4 to 6
+    /// without a trailing zero).
+    pub(crate) fn is_formatted(s: &str, precision: Precision) -> bool {
+        let b = s.as_bytes();
+        if b.get(10) != Some(&b'T') || b.last() != Some(&b'Z') {
+            return false;
+        }
+        match b.len() {
+            20 => precision == Precision::Any,
+            // "YYYY-MM-DDTHH:MM:SS." + 1 to 6 digits + "Z"
+            len @ 22..=27 => {
+                let digits = len - 21;
+                let last_is_zero = b[len - 2] == b'0';
+                match precision {
+                    Precision::MillisecondMin => digits == 3 || (digits > 3 && !last_is_zero),
+                    Precision::Any => !last_is_zero,
+                }
+            }
+            _ => false,
+        }
+    }
+
     /// Formats the timestamp as `stix2` would print it.
     pub(crate) fn format(&self, precision: Precision) -> TimestampBuf {
         let mut out = TimestampBuf { buf: [0; 32], len: 0 };
@@ -225,6 +250,26 @@ mod tests {
         assert_eq!(fmt("2017-03-03T23:56:09.652643840Z", Any), "2017-03-03T23:56:09.652643Z");
         assert_eq!(fmt("0001-01-01t00:00:00z", Any), "0001-01-01T00:00:00Z");
         assert_eq!(fmt("9999-12-31T23:59:59.999999Z", Any), "9999-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn is_formatted_means_format_changes_nothing() {
+        let mut inputs = vec![
+            "0001-01-01t00:00:00z".to_string(),
+            "2021-04-20T07:38:22z".to_string(),
+            "2021-04-20t07:38:22.5Z".to_string(),
+            "2017-03-03T23:56:09.652643840Z".to_string(),
+        ];
+        for fraction in ["", ".0", ".5", ".50", ".05", ".000", ".530", ".531", ".5300", ".5301", ".123456", ".123450"] {
+            inputs.push(format!("2021-04-20T07:38:22{fraction}Z"));
+        }
+        for s in &inputs {
+            let ts = Timestamp::parse(s).unwrap();
+            for p in [Precision::MillisecondMin, Precision::Any] {
+                let unchanged = ts.format(p).as_str() == s;
+                assert_eq!(Timestamp::is_formatted(s, p), unchanged, "{s} {p:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,10 +3,18 @@
 
 use threatbus_fuzz::run_target;
 
-/// A STIX object as the host validates it. Property: the canonical JSON
-/// parses again and is its own canonical form.
+/// A STIX object as the host validates it. Properties: the host's fast
+/// path (`canonicalize_stix2`) answers exactly as the general one
+/// (`parse_stix2` + `to_json`); the canonical JSON parses again and is its
+/// own canonical form.
 pub fn stix_object(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    let general = threatbus_stix::parse_stix2(text).map(|o| (o.message_type(), o.to_json()));
+    assert_eq!(
+        threatbus_stix::canonicalize_stix2(text).map_err(|e| e.to_string()),
+        general.map_err(|e| e.to_string()),
+        "fast and general path differ for {text}"
+    );
     if let Ok(obj) = threatbus_stix::parse_stix2(text) {
         let canonical = obj.to_json();
         let again = threatbus_stix::parse_stix2(&canonical)

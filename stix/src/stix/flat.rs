@@ -1,0 +1,361 @@
+//! The fast path of validation for the common shape of a STIX object: one
+//! flat JSON object whose values are all strings (an indicator with its
+//! pattern and timestamps, a sighting without lists or counts).
+//!
+//! It borrows the strings from the input and writes the canonical JSON
+//! straight from them, without building a `serde_json::Value` tree, using
+//! the same property checks as the general path. It only ever answers with
+//! a success: whatever it does not handle, or finds wrong, is left to the
+//! general path ([`super::parse_stix2`]), which then gives the one
+//! authoritative answer and error message. So both paths agree by
+//! construction on every error, and on every success by the tests that
+//! compare their output.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+use super::{check_stamp_order, check_str_property, prop_mask, write_key, ObjKind, INDICATOR_PROPS, SIGHTING_PROPS};
+use crate::pattern::{self, PatternVersion};
+use crate::pyjson;
+use crate::timestamp::{Timestamp, TimestampBuf};
+
+/// Validates `json` and returns its canonical JSON, if it is a flat object
+/// of strings that passes every check; `None` for anything else (invalid
+/// or not of that shape).
+pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
+    let FlatStrings(entries) = serde_json::from_str(json).ok()?;
+    let kind = match entries.iter().find(|(key, _)| key.0 == "type").map(|(_, value)| &*value.0) {
+        Some("indicator") => ObjKind::Indicator,
+        Some("sighting") => ObjKind::Sighting,
+        _ => return None,
+    };
+    let props = kind.props();
+    let mut slots: [Option<Slot<'_>>; 23] = [const { None }; 23];
+    let mut custom: Vec<(&str, &str)> = Vec::new();
+    let mut stamps: [Option<Timestamp>; 2] = [None, None];
+    let (first_stamp, second_stamp) = kind.ordered_stamps();
+    let mut present: u32 = 0;
+    for (key, value) in &entries {
+        let (key, value) = (&*key.0, &*value.0);
+        let Some(i) = kind.index(key) else {
+            if !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+                return None;
+            }
+            custom.push((key, value));
+            continue;
+        };
+        let (name, k) = props[i];
+        if !k.is_string() || present & (1 << i) != 0 {
+            // A list, number, ... given as a string, or a repeated key.
+            return None;
+        }
+        present |= 1 << i;
+        let ts = check_str_property(kind, name, k, value).ok()?;
+        slots[i] = Some(match (k, ts) {
+            (super::Kind::Timestamp(precision), Some(ts)) if !Timestamp::is_formatted(value, precision) => {
+                Slot::Stamp(ts.format(precision))
+            }
+            _ => Slot::Text(value),
+        });
+        if i == first_stamp {
+            stamps[0] = ts;
+        } else if i == second_stamp {
+            stamps[1] = ts;
+        }
+    }
+    if present & kind.required_mask() != kind.required_mask() {
+        return None;
+    }
+    check_stamp_order(kind, stamps).ok()?;
+    custom.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if custom.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return None;
+    }
+    const SPEC_VERSION: usize = prop_mask(&INDICATOR_PROPS, &["spec_version"]).trailing_zeros() as usize;
+    const _: () = assert!(prop_mask(&SIGHTING_PROPS, &["spec_version"]) == 1 << SPEC_VERSION);
+    slots[SPEC_VERSION].get_or_insert(Slot::Text("2.1"));
+    if kind == ObjKind::Indicator {
+        const PATTERN: usize = prop_mask(&INDICATOR_PROPS, &["pattern"]).trailing_zeros() as usize;
+        const PATTERN_TYPE: usize = prop_mask(&INDICATOR_PROPS, &["pattern_type"]).trailing_zeros() as usize;
+        const PATTERN_VERSION: usize = prop_mask(&INDICATOR_PROPS, &["pattern_version"]).trailing_zeros() as usize;
+        if slots[PATTERN_TYPE].as_ref().map(Slot::as_str) == Some("stix") {
+            // A missing or empty pattern_version is "2.1".
+            let given = slots[PATTERN_VERSION].as_ref().map(Slot::as_str).filter(|v| !v.is_empty());
+            let version = PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
+            if given.is_none() {
+                slots[PATTERN_VERSION] = Some(Slot::Text("2.1"));
+            }
+            let text = slots[PATTERN].as_ref().map_or("", Slot::as_str);
+            pattern::validate_version(text, version).ok()?;
+        }
+    }
+    let mut out = Vec::with_capacity(json.len() + 32);
+    out.push(b'{');
+    let mut first = true;
+    for (slot, (name, _)) in slots.iter().zip(props) {
+        if let Some(value) = slot {
+            write_key(&mut out, &mut first, name, true);
+            pyjson::write_str(&mut out, value.as_str());
+        }
+    }
+    for (key, value) in custom {
+        write_key(&mut out, &mut first, key, false);
+        pyjson::write_str(&mut out, value);
+    }
+    out.push(b'}');
+    Some((kind, pyjson::into_string(out)))
+}
+
+/// The value of a spec property: the input's string, or a timestamp
+/// re-formatted as `stix2` prints it.
+enum Slot<'a> {
+    Text(&'a str),
+    Stamp(TimestampBuf),
+}
+
+impl Slot<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Slot::Text(s) => s,
+            Slot::Stamp(buf) => buf.as_str(),
+        }
+    }
+}
+
+/// A JSON string, borrowed from the input unless it had escapes.
+struct JsonStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = JsonStr<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// The entries of a JSON object whose values are all strings, in input
+/// order; any other JSON fails to deserialize.
+struct FlatStrings<'a>(Vec<(JsonStr<'a>, JsonStr<'a>)>);
+
+impl<'de> Deserialize<'de> for FlatStrings<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = FlatStrings<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of strings")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(16);
+                while let Some(entry) = access.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(FlatStrings(entries))
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+    use crate::{canonicalize_stix2, parse_stix2};
+
+    /// The general path's answer: (type, canonical JSON) or the error text.
+    fn general(json: &str) -> Result<(crate::MessageType, String), String> {
+        parse_stix2(json).map(|o| (o.message_type(), o.to_json())).map_err(|e| e.to_string())
+    }
+
+    /// Builds a JSON object from `(key, raw JSON value)` pairs in order.
+    fn object(entries: &[(&str, &str)]) -> String {
+        let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+        format!("{{{}}}", body.join(", "))
+    }
+
+    fn indicator() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("type", r#""indicator""#),
+            ("spec_version", r#""2.1""#),
+            ("id", r#""indicator--df0f9a0e-c3b6-4f53-b0cf-5e9c454ee0cc""#),
+            ("created", r#""2021-04-20T07:38:22.530Z""#),
+            ("modified", r#""2021-04-20T07:38:22.530Z""#),
+            ("pattern", r#""[domain-name:value = 'evil.example.com']""#),
+            ("pattern_type", r#""stix""#),
+            ("pattern_version", r#""2.1""#),
+            ("valid_from", r#""2021-04-20T07:38:22.53Z""#),
+        ]
+    }
+
+    fn sighting() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("type", r#""sighting""#),
+            ("id", r#""sighting--8e3e2d8a-1a7c-4c3e-9a8f-1e2d3c4b5a69""#),
+            ("created", r#""2021-04-20T07:38:22Z""#),
+            ("modified", r#""2021-04-20T07:38:22.1Z""#),
+            ("sighting_of_ref", r#""indicator--df0f9a0e-c3b6-4f53-b0cf-5e9c454ee0cc""#),
+        ]
+    }
+
+    /// Variants of a base object: each replaces, adds or removes one entry.
+    fn variants(
+        base: &[(&'static str, &'static str)],
+        changes: &[(&'static str, Option<&'static str>)],
+    ) -> Vec<String> {
+        let mut out = vec![object(base)];
+        for &(key, value) in changes {
+            let mut entries: Vec<(&str, &str)> = base.to_vec();
+            match (entries.iter().position(|(k, _)| *k == key), value) {
+                (Some(at), Some(v)) => entries[at].1 = v,
+                (Some(at), None) => {
+                    entries.remove(at);
+                }
+                (None, Some(v)) => entries.push((key, v)),
+                (None, None) => {}
+            }
+            out.push(object(&entries));
+            // The same with the changed entry first (key order must not matter).
+            if let (Some(v), Some(at)) = (value, entries.iter().position(|(k, _)| *k == key)) {
+                entries.remove(at);
+                entries.insert(0, (key, v));
+                out.push(object(&entries));
+            }
+        }
+        out
+    }
+
+    const TIMESTAMPS: [&str; 12] = [
+        r#""2021-04-20T07:38:22Z""#,
+        r#""2021-04-20t07:38:22z""#,
+        r#""2021-04-20T07:38:22.5Z""#,
+        r#""2021-04-20T07:38:22.500Z""#,
+        r#""2021-04-20T07:38:22.5300Z""#,
+        r#""2021-04-20T07:38:22.123456Z""#,
+        r#""2021-04-20T07:38:22.1234567Z""#,
+        r#""2021-04-20T07:38:22.000Z""#,
+        r#""2099-01-01T00:00:00Z""#,
+        r#""2021-02-30T07:38:22Z""#,
+        r#""2021-04-20 07:38:22Z""#,
+        r#""2021-04-20T07:38:22+01:00""#,
+    ];
+
+    fn cases() -> Vec<String> {
+        let mut changes: Vec<(&'static str, Option<&'static str>)> = Vec::new();
+        for key in ["created", "modified", "valid_from", "valid_until"] {
+            changes.extend(TIMESTAMPS.iter().map(|t| (key, Some(*t))));
+        }
+        for key in ["type", "spec_version", "id", "created", "modified", "pattern", "pattern_type", "valid_from"] {
+            changes.push((key, None));
+        }
+        changes.extend([
+            ("type", Some(r#""malware""#)),
+            ("type", Some("1")),
+            ("spec_version", Some(r#""2.0""#)),
+            ("spec_version", Some("null")),
+            ("id", Some(r#""indicator--df0f9a0e-c3b6-4f53-c0cf-5e9c454ee0cc""#)),
+            ("id", Some(r#""sighting--df0f9a0e-c3b6-4f53-b0cf-5e9c454ee0cc""#)),
+            ("pattern_version", None),
+            ("pattern_version", Some(r#""""#)),
+            ("pattern_version", Some(r#""2.0""#)),
+            ("pattern_version", Some("null")),
+            ("pattern_type", Some(r#""snort""#)),
+            ("pattern", Some(r#""[domain-name:value = 'x'""#)),
+            ("pattern", Some(r#""[file:hashes.MD5 = 'abc']""#)),
+            ("pattern", Some(r#""[ipv4-addr:value = '10.0.0.1'] AND [url:value = 'http:\/\/a\u00e9\"b']""#)),
+            ("name", Some(r#""caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \t""#)),
+            ("name", Some(r#""""#)),
+            ("description", Some(r#""line\nbreak \u007f""#)),
+            ("created_by_ref", Some(r#""identity--8e3e2d8a-1a7c-4c3e-9a8f-1e2d3c4b5a69""#)),
+            ("created_by_ref", Some(r#""malware--8e3e2d8a-1a7c-4c3e-9a8f-1e2d3c4b5a69""#)),
+            ("labels", Some(r#""one""#)),
+            ("labels", Some(r#"["one"]"#)),
+            ("indicator_types", Some(r#""malicious-activity""#)),
+            ("revoked", Some("false")),
+            ("revoked", Some("true")),
+            ("confidence", Some("50")),
+            ("x_threatbus_update", Some(r#""REMOVE""#)),
+            ("x_threatbus_update", Some(r#""ADD""#)),
+            ("x_custom", Some("1")),
+            ("x_\\u00e9", Some(r#""v""#)),
+            ("a", Some(r#""first custom""#)),
+            ("X_upper", Some(r#""v""#)),
+            ("_under", Some(r#""v""#)),
+            ("", Some(r#""v""#)),
+            ("first_seen", Some(r#""2021-04-20T07:38:22Z""#)),
+            ("last_seen", Some(r#""2021-04-19T07:38:22Z""#)),
+            ("last_seen", Some(r#""2021-04-20T07:38:22Z""#)),
+            ("sighting_of_ref", Some(r#""file--8e3e2d8a-1a7c-4c3e-9a8f-1e2d3c4b5a69""#)),
+            ("sighting_of_ref", Some(r#""not-an-id""#)),
+            ("count", Some("3")),
+            ("summary", Some("false")),
+            ("description", Some(r#""\ud800""#)),
+        ]);
+        let mut all = variants(&indicator(), &changes);
+        all.extend(variants(&sighting(), &changes));
+        let dup = object(&[indicator(), vec![("pattern_type", r#""snort""#)]].concat());
+        let dup_custom = object(&[indicator(), vec![("x_a", r#""1""#), ("x_a", r#""2""#)]].concat());
+        let dup_type = object(&[vec![("type", r#""sighting""#)], indicator()].concat());
+        let customs = [("x_b", r#""2""#), ("x_threatbus_update", r#""REMOVE""#), ("x_a", r#""1""#), ("a", r#""0""#)];
+        let several_custom = object(&[indicator(), customs.to_vec()].concat());
+        let customs_first = object(&[customs.to_vec(), sighting()].concat());
+        all.extend([dup, dup_custom, dup_type, several_custom, customs_first]);
+        all.extend(
+            ["", "{", "[]", "\"indicator\"", "null", "{}", r#"{"type": "indicator"} x"#, r#" {"type": "indicator"}"#]
+                .map(String::from),
+        );
+        all
+    }
+
+    #[test]
+    fn agrees_with_the_general_path() {
+        let mut fast = 0;
+        for json in cases() {
+            let expected = general(&json);
+            assert_eq!(
+                canonicalize_stix2(&json).map_err(|e| e.to_string()),
+                expected,
+                "canonicalize_stix2 and parse_stix2 + to_json differ for {json}"
+            );
+            if let Some((kind, text)) = canonical(&json) {
+                fast += 1;
+                assert_eq!(Ok((kind.message_type(), text)), expected, "the fast path differs for {json}");
+            }
+        }
+        // The fast path took part: most valid cases are flat objects of strings.
+        assert!(fast > 100, "only {fast} cases took the fast path");
+    }
+
+    #[test]
+    fn takes_the_general_path_for_other_shapes() {
+        for (why, change) in [
+            ("a list", ("labels", r#"["one"]"#)),
+            ("a single string for a list", ("labels", r#""one""#)),
+            ("a number", ("confidence", "50")),
+            ("a boolean", ("revoked", "true")),
+            ("a repeated key", ("pattern_type", r#""stix""#)),
+        ] {
+            let json = object(&[indicator(), vec![change]].concat());
+            assert!(canonical(&json).is_none(), "{why}: {json}");
+            assert!(general(&json).is_ok(), "{why} is valid: {json}");
+        }
+        assert!(canonical(&object(&indicator())).is_some(), "the plain indicator is flat");
+    }
+}
