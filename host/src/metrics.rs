@@ -431,7 +431,9 @@ impl Collector for BusCollector {
             &mut encoder,
             "threatbus_subscriptions",
             "Subscriber queues of each plugin, by subscribed topic",
-            subs.by_topic.iter().map(|((p, t), n)| (vec![("plugin", p.as_str()), ("topic", t.as_str())], *n as i64)),
+            subscription_series(&subs.by_topic)
+                .into_iter()
+                .map(|(p, t, n)| (vec![("plugin", p), ("topic", t)], n as i64)),
         )?;
         gauges(
             &mut encoder,
@@ -533,6 +535,36 @@ impl Totals {
     }
 }
 
+/// Most `topic` values of `threatbus_subscriptions` per plugin. Topics are
+/// chosen by clients, so their number is bounded here rather than by the
+/// plugins' subscription limits.
+pub const MAX_TOPIC_SERIES: usize = 100;
+
+/// The `topic` value under which a plugin's subscriptions beyond its
+/// [`MAX_TOPIC_SERIES`] most used topics are summed.
+pub const OTHER_TOPICS: &str = "(other topics)";
+
+/// The series of `threatbus_subscriptions`: (plugin, topic, queues), at
+/// most [`MAX_TOPIC_SERIES`] topics of each plugin (those with the most
+/// queues, then by name), plus one [`OTHER_TOPICS`] series for the rest.
+fn subscription_series(by_topic: &BTreeMap<(String, String), usize>) -> Vec<(&str, &str, usize)> {
+    let mut by_plugin: BTreeMap<&str, Vec<(&str, usize)>> = BTreeMap::new();
+    for ((plugin, topic), n) in by_topic {
+        by_plugin.entry(plugin).or_default().push((topic, *n));
+    }
+    let mut series = Vec::new();
+    for (plugin, mut topics) in by_plugin {
+        if topics.len() > MAX_TOPIC_SERIES {
+            topics.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let rest: usize = topics[MAX_TOPIC_SERIES..].iter().map(|(_, n)| n).sum();
+            topics.truncate(MAX_TOPIC_SERIES);
+            topics.push((OTHER_TOPICS, rest));
+        }
+        series.extend(topics.into_iter().map(|(topic, n)| (plugin, topic, n)));
+    }
+    series
+}
+
 /// One line: totals, the change since `last`, and what waits now.
 pub fn stats_line(bus: &Bus, last: &Totals, interval_secs: u64) -> (String, Totals) {
     let now = Totals::of(&bus.plugin_stats());
@@ -569,6 +601,29 @@ pub struct SubscriptionSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscription_topics_are_bounded_per_plugin() {
+        let mut by_topic = BTreeMap::new();
+        // zmq: 100 topics with 2 queues each, 50 with 1; echo: 3 topics.
+        for i in 0..150 {
+            by_topic.insert(("zmq".to_string(), format!("stix2/t{i:03}")), if i < 100 { 2 } else { 1 });
+        }
+        for i in 0..3 {
+            by_topic.insert(("echo".to_string(), format!("stix2/e{i}")), 1);
+        }
+        let series = subscription_series(&by_topic);
+        let zmq: Vec<_> = series.iter().filter(|(p, _, _)| *p == "zmq").collect();
+        assert_eq!(zmq.len(), MAX_TOPIC_SERIES + 1, "100 topics and the rest");
+        assert!(
+            zmq.iter().filter(|(_, t, _)| *t != OTHER_TOPICS).all(|(_, _, n)| *n == 2),
+            "the most used topics are kept"
+        );
+        assert_eq!(zmq.iter().find(|(_, t, _)| *t == OTHER_TOPICS).map(|s| s.2), Some(50), "the rest is summed");
+        let total: usize = zmq.iter().map(|s| s.2).sum();
+        assert_eq!(total, 250, "no queue is lost from the total");
+        assert_eq!(series.iter().filter(|(p, _, _)| *p == "echo").count(), 3, "a plugin under the limit is unchanged");
+    }
 
     #[test]
     fn plugin_metric_rules() {
