@@ -559,25 +559,25 @@ fn register(bus: &dyn Bus, s: &mut Subscription) {
     s.registered = true;
 }
 
-fn unregister(bus: &dyn Bus, s: &mut Subscription) {
-    if !s.registered {
-        return;
-    }
+/// Takes the subscription's queue off the bus for each of its topics.
+fn unsubscribe_topics(bus: &dyn Bus, s: &Subscription) {
     for t in &s.topics {
         if let Err(e) = bus.unsubscribe(t, &s.queue) {
             log::error!("cannot unsubscribe {} from {t}: {e}", s.p2p);
         }
     }
-    s.registered = false;
+}
+
+fn unregister(bus: &dyn Bus, s: &mut Subscription) {
+    if s.registered {
+        unsubscribe_topics(bus, s);
+        s.registered = false;
+    }
 }
 
 fn release(bus: &dyn Bus, sub: &Subscription) {
     if sub.registered {
-        for t in &sub.topics {
-            if let Err(e) = bus.unsubscribe(t, &sub.queue) {
-                log::error!("cannot unsubscribe {} from {t}: {e}", sub.p2p);
-            }
-        }
+        unsubscribe_topics(bus, sub);
     }
     sub.discard_queued();
     sub.queue.close();
