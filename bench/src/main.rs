@@ -12,6 +12,7 @@
 //! -p threatbus -p threatbus-backbone-inmem -p threatbus-app-zmq`, then
 //! `target/release/threatbus-bench` (see BENCHMARKS.md).
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -160,6 +161,8 @@ struct Target {
 impl Drop for Target {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: a plain signal to our own child, which we have not
+            // waited for yet (so its pid is not reused).
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -466,6 +469,13 @@ fn warm_up(p: &zmq::Socket, subs: &[(zmq::Socket, String)]) {
     }
 }
 
+/// The unit of the CPU times in `/proc/<pid>/stat` (never 0).
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).unwrap_or(100).max(1)
+}
+
 /// CPU time (user + system) a process has used so far, if known.
 fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
@@ -473,13 +483,47 @@ fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz.max(1)))
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / clock_ticks_per_second()))
+}
+
+/// CPU time (user + system) of each thread of a process so far, summed by
+/// thread name.
+fn thread_cpu_times(pid: Option<u32>) -> BTreeMap<String, Duration> {
+    let mut out = BTreeMap::new();
+    let Some(pid) = pid else { return out };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let hz = clock_ticks_per_second();
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(name).or_default() += Duration::from_nanos((ticks(11) + ticks(12)) * 1_000_000_000 / hz);
+    }
+    out
+}
+
+/// The CPU each thread name used between two [`thread_cpu_times`] samples,
+/// busiest first; threads that used none are left out.
+fn thread_cpu_split(
+    before: &BTreeMap<String, Duration>,
+    after: &BTreeMap<String, Duration>,
+) -> Vec<(String, Duration)> {
+    let mut split: Vec<(String, Duration)> = after
+        .iter()
+        .map(|(name, t)| (name.clone(), t.saturating_sub(before.get(name).copied().unwrap_or_default())))
+        .filter(|(_, t)| !t.is_zero())
+        .collect();
+    split.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    split
 }
 
 struct Outcome {
     /// CPU time the bus or relay process used for the run.
     cpu: Option<Duration>,
+    /// The same by thread name, busiest first.
+    threads: Vec<(String, Duration)>,
     elapsed: Duration,
     received: u64,
     expected: u64,
@@ -547,6 +591,7 @@ fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, ta
     warm_up(&p, &subs);
     let pid = t.pid;
     let cpu0 = cpu_time(pid);
+    let threads0 = thread_cpu_times(pid);
     let frames: Vec<Vec<u8>> = (0..count).map(|n| frame(tag, n)).collect();
     let sent_at: Option<Arc<Vec<AtomicU64>>> = rate.map(|_| Arc::new((0..count).map(|_| AtomicU64::new(0)).collect()));
     let t0 = Instant::now();
@@ -577,9 +622,11 @@ fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, ta
     }
     let Received { subs, received, last, latencies } = rx.join().unwrap();
     let cpu = cpu_time(pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    let threads = thread_cpu_split(&threads0, &thread_cpu_times(pid));
     unsubscribe(t, &subs);
     Outcome {
         cpu,
+        threads,
         elapsed: last.map(|l| l.duration_since(t0)).unwrap_or_default(),
         received,
         expected: count * k as u64,
@@ -588,6 +635,17 @@ fn run_once(t: &Target, k: usize, count: u64, rate: Option<u64>, args: &Args, ta
 }
 
 // ---------------------------------------------------------------- report
+
+/// One line: CPU µs per indicator of each thread of the bus or relay
+/// (clock ticks, so threads below about 10 ms in the run read as 0).
+fn print_thread_split(threads: &[(String, Duration)], indicators: f64) {
+    if threads.is_empty() {
+        return;
+    }
+    let parts: Vec<String> =
+        threads.iter().map(|(name, t)| format!("{name} {:.2}", t.as_secs_f64() * 1e6 / indicators.max(1.0))).collect();
+    println!("        CPU µs/indicator by thread: {}", parts.join(", "));
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -702,6 +760,7 @@ fn main() {
         None => {}
     }
     // Precise sleeps for the fixed-rate runs.
+    // SAFETY: PR_SET_TIMERSLACK only sets a value of the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
     let mut targets = vec!["bus"];
     if !args.no_relay {
@@ -755,6 +814,7 @@ fn main() {
                     secs,
                     cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "?".into())
                 );
+                print_thread_split(&o.threads, per_sub);
             }
         }
         report += &format!(
@@ -811,6 +871,7 @@ fn main() {
                     pct(&l, 1.0),
                     o.expected - o.received
                 );
+                print_thread_split(&o.threads, o.received as f64);
             }
         }
         report += &format!(

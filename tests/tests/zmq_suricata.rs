@@ -19,6 +19,8 @@ struct Proc(Child);
 
 impl Proc {
     fn terminate(&mut self) -> bool {
+        // SAFETY: a plain signal to our own child, not yet waited for (so
+        // its pid is not reused).
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
