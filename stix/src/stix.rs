@@ -238,22 +238,28 @@ impl ObjKind {
     fn ordered_stamps(self) -> (usize, usize) {
         match self {
             ObjKind::Indicator => {
-                const {
-                    (
-                        prop_mask(&INDICATOR_PROPS, &["valid_from"]).trailing_zeros() as usize,
-                        prop_mask(&INDICATOR_PROPS, &["valid_until"]).trailing_zeros() as usize,
-                    )
-                }
+                const { (prop_index(&INDICATOR_PROPS, "valid_from"), prop_index(&INDICATOR_PROPS, "valid_until")) }
             }
             ObjKind::Sighting => {
-                const {
-                    (
-                        prop_mask(&SIGHTING_PROPS, &["first_seen"]).trailing_zeros() as usize,
-                        prop_mask(&SIGHTING_PROPS, &["last_seen"]).trailing_zeros() as usize,
-                    )
-                }
+                const { (prop_index(&SIGHTING_PROPS, "first_seen"), prop_index(&SIGHTING_PROPS, "last_seen")) }
             }
         }
+    }
+
+    /// Keeps `ts`, the value of spec property `i`, if that is one of the
+    /// [`ordered_stamps`](Self::ordered_stamps).
+    fn keep_ordered_stamp(self, stamps: &mut [Option<Timestamp>; 2], i: usize, ts: Option<Timestamp>) {
+        let (first, second) = self.ordered_stamps();
+        if i == first {
+            stamps[0] = ts;
+        } else if i == second {
+            stamps[1] = ts;
+        }
+    }
+
+    /// Whether the mask of present spec properties has every required one.
+    fn has_required(self, present: u32) -> bool {
+        present & self.required_mask() == self.required_mask()
     }
 
     /// The bit of a spec property in a mask of present properties (0 for a
@@ -265,6 +271,31 @@ impl ObjKind {
 
 const INDICATOR_REQUIRED: [&str; 7] = ["type", "id", "created", "modified", "pattern", "pattern_type", "valid_from"];
 const SIGHTING_REQUIRED: [&str; 5] = ["type", "id", "created", "modified", "sighting_of_ref"];
+
+/// The index of the spec property `name` (a `const fn`, so that callers
+/// evaluate it at compile time, where a name not in `props` fails the
+/// build).
+const fn prop_index(props: &[(&str, Kind); 23], name: &str) -> usize {
+    let mask = prop_mask(props, &[name]);
+    assert!(mask != 0, "not a spec property");
+    mask.trailing_zeros() as usize
+}
+
+/// Whether `key` may name a custom property: it begins with a lowercase
+/// letter a-z (and is no spec property, which callers check).
+fn is_custom_property_name(key: &str) -> bool {
+    key.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+}
+
+/// Validates a pattern of type `stix` with the grammar its indicator's
+/// `pattern_version` names; a missing or empty `pattern_version` means
+/// "2.1". Returns whether `pattern_version` must be set to "2.1".
+fn check_stix_pattern(pattern_text: &str, pattern_version: Option<&str>) -> Result<bool, DataError> {
+    let given = pattern_version.filter(|v| !v.is_empty());
+    let version = pattern::PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
+    pattern::validate_version(pattern_text, version).map_err(DataError::invalid_pattern)?;
+    Ok(given.is_none())
+}
 
 /// The mask of the spec properties `names` (a `const fn`, so that callers
 /// can evaluate it at compile time).
@@ -741,7 +772,6 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
     }
     let props = kind.props();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
-    let (first_stamp, second_stamp) = kind.ordered_stamps();
     // Bit i set: spec property i is a boolean at its default `false`, which
     // stix2 omits.
     let mut at_default: u32 = 0;
@@ -751,7 +781,7 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
     for (key, value) in map.iter_mut() {
         let index = kind.index(key);
         // Custom property names are checked even for values stix2 drops.
-        if index.is_none() && !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+        if index.is_none() && !is_custom_property_name(key) {
             return Err(DataError::invalid_property(format!(
                 "{}: invalid custom property name '{key}': must begin with a lowercase letter a-z",
                 kind.name()
@@ -770,18 +800,16 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
         present |= 1 << i;
         let (name, k) = props[i];
         let ts = check_property(kind, name, k, value)?;
-        match k {
-            Kind::Timestamp(_) if i == first_stamp => stamps[0] = ts,
-            Kind::Timestamp(_) if i == second_stamp => stamps[1] = ts,
-            Kind::BoolDefaultFalse if value == &Value::Bool(false) => at_default |= 1 << i,
-            _ => {}
+        kind.keep_ordered_stamp(&mut stamps, i, ts);
+        if matches!(k, Kind::BoolDefaultFalse) && value == &Value::Bool(false) {
+            at_default |= 1 << i;
         }
     }
     if has_empty {
         map.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
     }
     let has = |name: &str| present & kind.bit(name) != 0;
-    if present & kind.required_mask() != kind.required_mask() {
+    if !kind.has_required(present) {
         if let Some(req) = kind.required().iter().find(|req| !has(req)) {
             return Err(DataError::missing_property(format!("{}: missing required property '{req}'", kind.name())));
         }
@@ -803,15 +831,11 @@ pub(crate) fn validate_object(kind: ObjKind, map: &mut Map<String, Value>) -> Re
         ObjKind::Indicator => {
             let is_stix = map.get("pattern_type").and_then(Value::as_str) == Some("stix");
             if is_stix {
-                // A missing, null or empty pattern_version is "2.1".
-                let given = map.get("pattern_version").and_then(Value::as_str).filter(|v| !v.is_empty());
-                let version = pattern::PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
-                if given.is_none() {
+                let pattern_text = map.get("pattern").and_then(Value::as_str).unwrap_or("");
+                // A null pattern_version was dropped above.
+                let pattern_version = map.get("pattern_version").and_then(Value::as_str);
+                if check_stix_pattern(pattern_text, pattern_version)? {
                     map.insert("pattern_version".to_string(), Value::String("2.1".to_string()));
-                }
-                let pattern = map.get("pattern").and_then(Value::as_str).unwrap_or("");
-                if let Err(e) = pattern::validate_version(pattern, version) {
-                    return Err(DataError::invalid_pattern(e));
                 }
             }
         }
@@ -1160,7 +1184,7 @@ impl Serialize for Indicator {
 }
 
 fn set_custom(kind: ObjKind, map: &mut Map<String, Value>, key: &str, value: Value) {
-    if kind.index(key).is_some() || !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+    if kind.index(key).is_some() || !is_custom_property_name(key) {
         log::warn!(
             "refusing to set '{key}' as a custom property of a STIX {}: not a valid custom property name",
             kind.name()

@@ -16,8 +16,10 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::{check_stamp_order, check_str_property, prop_mask, write_key, ObjKind, INDICATOR_PROPS, SIGHTING_PROPS};
-use crate::pattern::{self, PatternVersion};
+use super::{
+    check_stamp_order, check_stix_pattern, check_str_property, is_custom_property_name, prop_index, write_key, Kind,
+    ObjKind, INDICATOR_PROPS, SIGHTING_PROPS,
+};
 use crate::pyjson;
 use crate::timestamp::{Timestamp, TimestampBuf};
 
@@ -35,12 +37,11 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
     let mut slots: [Option<Slot<'_>>; 23] = [const { None }; 23];
     let mut custom: Vec<(&str, &str)> = Vec::new();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
-    let (first_stamp, second_stamp) = kind.ordered_stamps();
     let mut present: u32 = 0;
     for (key, value) in &entries {
         let (key, value) = (&*key.0, &*value.0);
         let Some(i) = kind.index(key) else {
-            if !key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+            if !is_custom_property_name(key) {
                 return None;
             }
             custom.push((key, value));
@@ -54,18 +55,14 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
         present |= 1 << i;
         let ts = check_str_property(kind, name, k, value).ok()?;
         slots[i] = Some(match (k, ts) {
-            (super::Kind::Timestamp(precision), Some(ts)) if !Timestamp::is_formatted(value, precision) => {
+            (Kind::Timestamp(precision), Some(ts)) if !Timestamp::is_formatted(value, precision) => {
                 Slot::Stamp(ts.format(precision))
             }
             _ => Slot::Text(value),
         });
-        if i == first_stamp {
-            stamps[0] = ts;
-        } else if i == second_stamp {
-            stamps[1] = ts;
-        }
+        kind.keep_ordered_stamp(&mut stamps, i, ts);
     }
-    if present & kind.required_mask() != kind.required_mask() {
+    if !kind.has_required(present) {
         return None;
     }
     check_stamp_order(kind, stamps).ok()?;
@@ -73,22 +70,19 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
     if custom.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return None;
     }
-    const SPEC_VERSION: usize = prop_mask(&INDICATOR_PROPS, &["spec_version"]).trailing_zeros() as usize;
-    const _: () = assert!(prop_mask(&SIGHTING_PROPS, &["spec_version"]) == 1 << SPEC_VERSION);
+    const SPEC_VERSION: usize = prop_index(&INDICATOR_PROPS, "spec_version");
+    const _: () = assert!(prop_index(&SIGHTING_PROPS, "spec_version") == SPEC_VERSION);
     slots[SPEC_VERSION].get_or_insert(Slot::Text("2.1"));
     if kind == ObjKind::Indicator {
-        const PATTERN: usize = prop_mask(&INDICATOR_PROPS, &["pattern"]).trailing_zeros() as usize;
-        const PATTERN_TYPE: usize = prop_mask(&INDICATOR_PROPS, &["pattern_type"]).trailing_zeros() as usize;
-        const PATTERN_VERSION: usize = prop_mask(&INDICATOR_PROPS, &["pattern_version"]).trailing_zeros() as usize;
+        const PATTERN: usize = prop_index(&INDICATOR_PROPS, "pattern");
+        const PATTERN_TYPE: usize = prop_index(&INDICATOR_PROPS, "pattern_type");
+        const PATTERN_VERSION: usize = prop_index(&INDICATOR_PROPS, "pattern_version");
         if slots[PATTERN_TYPE].as_ref().map(Slot::as_str) == Some("stix") {
-            // A missing or empty pattern_version is "2.1".
-            let given = slots[PATTERN_VERSION].as_ref().map(Slot::as_str).filter(|v| !v.is_empty());
-            let version = PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
-            if given.is_none() {
+            let text = slots[PATTERN].as_ref().map_or("", Slot::as_str);
+            let version = slots[PATTERN_VERSION].as_ref().map(Slot::as_str);
+            if check_stix_pattern(text, version).ok()? {
                 slots[PATTERN_VERSION] = Some(Slot::Text("2.1"));
             }
-            let text = slots[PATTERN].as_ref().map_or("", Slot::as_str);
-            pattern::validate_version(text, version).ok()?;
         }
     }
     let mut out = Vec::with_capacity(json.len() + 32);
