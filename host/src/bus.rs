@@ -228,6 +228,10 @@ pub struct Bus {
     taps: Mutex<HashMap<(String, usize), Tapped>>,
     snapshot_stats: Arc<SnapshotStats>,
     plugin_metrics: PluginMetrics,
+    /// Direct queues offered by backbones (ABI 1.2), by backbone name.
+    direct_offers: Mutex<Vec<(String, Queue)>>,
+    /// What apps send into: `inq`, or the one backbone's direct queue.
+    app_inq: std::sync::OnceLock<Queue>,
 }
 
 impl Bus {
@@ -250,6 +254,8 @@ impl Bus {
             taps: Mutex::new(HashMap::new()),
             snapshot_stats,
             plugin_metrics: PluginMetrics::default(),
+            direct_offers: Mutex::new(Vec::new()),
+            app_inq: std::sync::OnceLock::new(),
         })
     }
 
@@ -314,10 +320,42 @@ impl Bus {
         summary
     }
 
+    /// Takes a backbone's offer of a direct queue; apps only.
+    pub fn offer_direct_inq(&self, stats: &PluginStats, queue: &Queue) -> bool {
+        if stats.kind != PluginKind::BACKBONE || self.app_inq.get().is_some() {
+            log::warn!("plugin '{}' offered a direct inbound queue, which only a starting backbone can", stats.name);
+            return false;
+        }
+        self.direct_offers.lock().unwrap_or_else(|e| e.into_inner()).push((stats.name.clone(), queue.clone()));
+        true
+    }
+
+    /// The queue apps send into, chosen when the first app starts (all
+    /// backbones have started by then): the direct queue of the one
+    /// running backbone if it offered one (each message is routed on the
+    /// app's own thread), else `inq`. With several backbones every message
+    /// goes through `inq`, so that all of them see it as before.
+    fn app_inq(&self) -> Queue {
+        self.app_inq
+            .get_or_init(|| {
+                let backbones = self.names(PluginKind::BACKBONE);
+                let offers = self.direct_offers.lock().unwrap_or_else(|e| e.into_inner());
+                match (&backbones[..], &offers[..]) {
+                    ([only], [(offered_by, direct)]) if only == offered_by => {
+                        log::info!("backbone '{only}' routes the apps' messages on the apps' own threads (direct inbound queue)");
+                        direct.clone()
+                    }
+                    _ => self.inq.clone(),
+                }
+            })
+            .clone()
+    }
+
     /// The service table of one plugin; leaked, it lives for the process.
     fn services_for(self: &Arc<Self>, stats: Arc<PluginStats>) -> &'static HostServices {
+        let inq = if stats.kind == PluginKind::APP { self.app_inq() } else { self.inq.clone() };
         let ctx =
-            Box::leak(Box::new(PluginCtx { bus: self.clone(), inq: self.inq.counting(stats.accepted.clone()), stats }));
+            Box::leak(Box::new(PluginCtx { bus: self.clone(), inq: inq.counting(stats.accepted.clone()), stats }));
         Box::leak(Box::new(HostServices {
             size: std::mem::size_of::<HostServices>(),
             abi_major: threatbus_plugin_api::abi::ABI_MAJOR,
@@ -333,6 +371,7 @@ impl Bus {
             log_flush: services::log_flush,
             log_max_level: services::log_max_level,
             register_metric: services::register_metric,
+            offer_direct_inq: services::offer_direct_inq,
             #[cfg(feature = "abi-next")]
             next_host_entry: services::next_host_entry,
         }))
@@ -603,6 +642,10 @@ impl Bus {
         }
         let mut stopped = self.stop_all(&apps, start + self.stop_timeout / 2);
         self.inq.close();
+        // A direct queue's sends still waiting for room give up now.
+        for (_, direct) in self.direct_offers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            direct.close();
+        }
         let backbones = self.backbones.read().unwrap_or_else(|e| e.into_inner()).clone();
         stopped.extend(self.stop_all(&backbones, deadline));
         let left = self.inq.len();

@@ -156,6 +156,13 @@ pub unsafe extern "C" fn register_metric(
     }
 }
 
+/// A backbone offers a direct queue as the apps' `inq` (ABI 1.2).
+pub unsafe extern "C" fn offer_direct_inq(p: *const c_void, queue: &Queue) -> bool {
+    // SAFETY: plugins pass back the `ctx` of their table.
+    let c = unsafe { ctx(p) };
+    catch_unwind(AssertUnwindSafe(|| c.bus.offer_direct_inq(&c.stats, queue))).unwrap_or(false)
+}
+
 /// The test-only entry of the `abi-next` build: returns the host's minor.
 #[cfg(feature = "abi-next")]
 pub unsafe extern "C" fn next_host_entry(_: *const c_void) -> u32 {

@@ -51,6 +51,14 @@
 //!    end of the table. A plugin built with this SDK still declares 1.1 and
 //!    is refused by a 1.0 host before it is loaded; a 1.0 plugin runs in a
 //!    1.1 host unchanged, and the host's own counts cover its traffic.
+//!
+//! ABI 1.2 did the same for [`HostServices::offer_direct_inq`]: a backbone
+//! that routes in-process offers a direct queue ([`Queue::direct`]), and
+//! the host hands it to the apps as their `inq`, so that an app's message
+//! is routed on the app's own thread. In an older host the SDK's
+//! `Host::offer_direct_inq` returns false and the backbone simply keeps
+//! reading `inq`; the host routes an older backbone's traffic through `inq`
+//! as before.
 
 use std::ffi::c_void;
 
@@ -78,12 +86,14 @@ pub const ABI_MAJOR: u32 = 1;
 /// * 1.0: the first release.
 /// * 1.1: [`HostServices::register_metric`] (plugins report counters and
 ///   gauges to the host's metrics).
+/// * 1.2: [`HostServices::offer_direct_inq`] (a backbone that routes
+///   in-process takes the apps' messages on their own threads).
 #[cfg(not(feature = "abi-next"))]
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 /// Minor version of the plugin ABI this crate implements (a test build with
 /// one appended table entry, see the `abi-next` feature).
 #[cfg(feature = "abi-next")]
-pub const ABI_MINOR: u32 = 2;
+pub const ABI_MINOR: u32 = 3;
 /// Version of this `threatbus-plugin-api` crate (not the ABI version).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -404,6 +414,12 @@ pub type RegisterMetricFn = unsafe extern "C" fn(
     labels: RSlice<'_, MetricLabel<'_>>,
 ) -> RResult<*const c_void, RString>;
 
+/// Host (ABI 1.2): a backbone offers `queue`, a direct queue
+/// ([`Queue::direct`]), to be the `inq` of the apps. Returns whether the
+/// host took the offer; it uses the queue only if this is the one backbone
+/// running, and closes it after the apps stopped.
+pub type OfferDirectInqFn = unsafe extern "C" fn(ctx: *const c_void, queue: &Queue) -> bool;
+
 /// Services the host offers to a plugin, valid for the rest of the process.
 /// Implemented by the host; entries after the ABI 1.0 ones are read through
 /// [`read_entry`].
@@ -438,7 +454,10 @@ pub struct HostServices {
     /// See [`RegisterMetricFn`]. Since ABI 1.1: absent in hosts of 1.0, so
     /// read it through [`read_entry`] (the SDK's `Host::counter` does).
     pub register_metric: RegisterMetricFn,
-    /// Test-only entry of the `abi-next` build (ABI 1.2 of the tests).
+    /// See [`OfferDirectInqFn`]. Since ABI 1.2: read it through
+    /// [`read_entry`] (the SDK's `Host::offer_direct_inq` does).
+    pub offer_direct_inq: OfferDirectInqFn,
+    /// Test-only entry of the `abi-next` build (ABI 1.3 of the tests).
     #[cfg(feature = "abi-next")]
     pub next_host_entry: NextFn,
 }
@@ -456,6 +475,10 @@ pub const HOST_SERVICES_V1_0_SIZE: usize =
 /// The size of [`HostServices`] in ABI 1.1.
 pub const HOST_SERVICES_V1_1_SIZE: usize =
     std::mem::offset_of!(HostServices, register_metric) + std::mem::size_of::<RegisterMetricFn>();
+
+/// The size of [`HostServices`] in ABI 1.2.
+pub const HOST_SERVICES_V1_2_SIZE: usize =
+    std::mem::offset_of!(HostServices, offer_direct_inq) + std::mem::size_of::<OfferDirectInqFn>();
 
 /// Plugin: backbones route messages of topics starting with `topic` to `queue`.
 pub type PluginSubscribeFn =
@@ -486,7 +509,7 @@ pub struct PluginVTable {
     pub stop: PluginStopFn,
     /// Frees the state.
     pub destroy: PluginDestroyFn,
-    /// Test-only entry of the `abi-next` build (ABI 1.2 of the tests).
+    /// Test-only entry of the `abi-next` build (ABI 1.3 of the tests).
     #[cfg(feature = "abi-next")]
     pub next_plugin_entry: NextFn,
 }
@@ -513,7 +536,7 @@ pub const PLUGIN_VTABLE_APPENDED: &[TableEntry] = &[
     #[cfg(feature = "abi-next")]
     TableEntry {
         name: "next_plugin_entry",
-        since_minor: 2,
+        since_minor: 3,
         offset: std::mem::offset_of!(PluginVTable, next_plugin_entry),
     },
 ];
@@ -643,13 +666,29 @@ fn root_1_1_signatures_match_tables(r: &AbiRootV1_1) {
     let _: RegisterMetricFn = r.host_register_metric;
 }
 
-/// The layout root of the `abi-next` test build: ABI 1.1 plus its entries.
-#[cfg(feature = "abi-next")]
+/// Every type and signature that crosses the boundary in ABI 1.2: the
+/// frozen 1.1 root plus what 1.2 appended. Frozen; never constructed.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct AbiRootV1_2 {
     /// Everything of ABI 1.1.
     pub v1_1: AbiRootV1_1,
+    /// Host table entry `offer_direct_inq`.
+    pub host_offer_direct_inq: unsafe extern "C" fn(ctx: *const c_void, queue: &Queue) -> bool,
+}
+
+#[allow(dead_code)]
+fn root_1_2_signatures_match_tables(r: &AbiRootV1_2) {
+    let _: OfferDirectInqFn = r.host_offer_direct_inq;
+}
+
+/// The layout root of the `abi-next` test build: ABI 1.2 plus its entries.
+#[cfg(feature = "abi-next")]
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct AbiRootV1_3 {
+    /// Everything of ABI 1.2.
+    pub v1_2: AbiRootV1_2,
     /// The appended entries (host and plugin tables).
     pub next: unsafe extern "C" fn(state: *const c_void) -> u32,
 }
@@ -660,8 +699,9 @@ pub fn layout_of_minor(minor: u32) -> Option<&'static TypeLayout> {
     match minor {
         0 => Some(<AbiRootV1_0 as StableAbi>::LAYOUT),
         1 => Some(<AbiRootV1_1 as StableAbi>::LAYOUT),
-        #[cfg(feature = "abi-next")]
         2 => Some(<AbiRootV1_2 as StableAbi>::LAYOUT),
+        #[cfg(feature = "abi-next")]
+        3 => Some(<AbiRootV1_3 as StableAbi>::LAYOUT),
         _ => None,
     }
 }
@@ -669,11 +709,11 @@ pub fn layout_of_minor(minor: u32) -> Option<&'static TypeLayout> {
 const fn current_layout() -> &'static TypeLayout {
     #[cfg(not(feature = "abi-next"))]
     {
-        <AbiRootV1_1 as StableAbi>::LAYOUT
+        <AbiRootV1_2 as StableAbi>::LAYOUT
     }
     #[cfg(feature = "abi-next")]
     {
-        <AbiRootV1_2 as StableAbi>::LAYOUT
+        <AbiRootV1_3 as StableAbi>::LAYOUT
     }
 }
 
@@ -747,6 +787,15 @@ mod tests {
         assert_eq!(offset_of!(HostServices, register_metric), HOST_SERVICES_V1_0_SIZE);
         assert_eq!(HOST_SERVICES_V1_1_SIZE, 104);
         assert!(layout_of_minor(0).is_some() && layout_of_minor(1).is_some());
+    }
+
+    /// ABI 1.2 appended one host entry right after the 1.1 ones.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn v1_2_appends_offer_direct_inq() {
+        assert_eq!(offset_of!(HostServices, offer_direct_inq), HOST_SERVICES_V1_1_SIZE);
+        assert_eq!(HOST_SERVICES_V1_2_SIZE, 112);
+        assert!(layout_of_minor(2).is_some());
     }
 
     #[test]

@@ -52,7 +52,9 @@
 //! A [`Message`] is an immutable, reference-counted (kind, canonical JSON)
 //! pair; cloning shares it. A [`Queue`] is bounded and closable; closing
 //! wakes every waiter. Topics are matched by string prefix: subscribing to
-//! `stix2/` receives indicators and sightings.
+//! `stix2/` receives indicators and sightings. A backbone that routes
+//! in-process can offer the host a direct queue ([`Host::offer_direct_inq`],
+//! ABI 1.2) whose sends route on the sender's thread ([`DirectSink`]).
 //!
 //! ## Metrics
 //! Since ABI 1.1 a plugin can report its own counters and gauges
@@ -96,4 +98,4 @@ pub use abi::{PluginError, PluginKind};
 pub use message::{Message, MessageKind};
 pub use metrics::{Counter, Gauge};
 pub use plugin::{spawn_thread, App, Backbone, Host, PluginContext};
-pub use queue::{Doorbell, Overflow, Queue, QueueBuilder, Received, SendCounts, SendError};
+pub use queue::{DirectSink, Doorbell, Overflow, Queue, QueueBuilder, Received, SendCounts, SendError};

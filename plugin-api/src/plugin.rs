@@ -176,6 +176,30 @@ impl Host {
         }
     }
 
+    /// Backbones that route in-process: offers the host a direct queue
+    /// that runs `sink` on the sending app's thread, so that apps' messages
+    /// skip `inq` and the backbone's thread (see [`crate::DirectSink`]).
+    /// Call it from the backbone's start function and keep reading `inq`:
+    /// the host still puts its own messages there, and so does every app
+    /// when the host declines the offer. Returns whether the host took it
+    /// (false in hosts older than ABI 1.2). A panic in `sink` is reported
+    /// as this plugin's failure.
+    pub fn offer_direct_inq(&self, sink: impl crate::DirectSink) -> bool {
+        let table = (self.services as *const HostServices).cast::<u8>();
+        let offset = std::mem::offset_of!(HostServices, offer_direct_inq);
+        // SAFETY: the host's table has `size` readable bytes; within them,
+        // `offer_direct_inq` holds that entry (ABI 1.2 and later).
+        let Some(offer) =
+            (unsafe { crate::abi::read_entry::<crate::abi::OfferDirectInqFn>(table, self.services.size, offset) })
+        else {
+            return false;
+        };
+        let queue = Queue::direct_for(sink, Some(*self));
+        // SAFETY: an entry of this table, called with its context; the
+        // queue outlives the call (the host keeps its own handle).
+        unsafe { offer(self.services.ctx, &queue) }
+    }
+
     /// The test-only entry of the `abi-next` build, if this host has it.
     #[cfg(feature = "abi-next")]
     pub fn next_host_entry(&self) -> Option<u32> {

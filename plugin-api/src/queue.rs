@@ -21,6 +21,9 @@ use abi_stable::{
 
 use crate::Message;
 
+mod direct;
+pub use direct::DirectSink;
+
 /// What a full queue does with a new message.
 #[repr(transparent)]
 #[derive(StableAbi, Copy, Clone, PartialEq, Eq, Debug)]

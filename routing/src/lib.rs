@@ -8,10 +8,11 @@
 //! original. Messages are shared (reference-counted), never copied per
 //! subscriber.
 
+use std::cell::RefCell;
 use std::sync::atomic::AtomicBool;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use threatbus_plugin_api::{Message, Queue, SendError};
+use threatbus_plugin_api::{DirectSink, Message, Queue, SendError};
 
 /// Subscriptions by topic prefix. Thread-safe; share it with an `Arc`.
 #[derive(Default)]
@@ -106,6 +107,38 @@ pub fn provision(subs: &Subscriptions, msg: &Message, stopping: &AtomicBool, scr
     n
 }
 
+/// Routing on the sender's thread: the [`DirectSink`] of a backbone that
+/// offers the host a direct queue. Each message goes to the queues
+/// subscribed in `subs` (as [`provision`] does) before the send returns.
+pub struct DirectRoute {
+    subs: Arc<Subscriptions>,
+}
+
+impl DirectRoute {
+    /// Routes through `subs`, the table the backbone's subscriptions fill.
+    pub fn new(subs: Arc<Subscriptions>) -> Self {
+        Self { subs }
+    }
+}
+
+thread_local! {
+    /// The matching queues of the message being routed on this thread,
+    /// reused so that routing allocates nothing.
+    static SCRATCH: RefCell<Vec<Queue>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DirectSink for DirectRoute {
+    fn deliver(&self, msg: Message, closed: &AtomicBool) -> Result<(), SendError> {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => provision(&self.subs, &msg, closed, &mut scratch),
+            // Routing from within a delivery (a subscriber queue that is
+            // itself direct): a scratch of its own.
+            Err(_) => provision(&self.subs, &msg, closed, &mut Vec::new()),
+        });
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +196,26 @@ mod tests {
         let mut scratch = Vec::new();
         assert_eq!(provision(&subs, &msg(MessageKind::INDICATOR), &stop, &mut scratch), 2);
         assert_eq!(full.len(), 1);
+    }
+
+    #[test]
+    fn a_direct_route_delivers_before_send_returns() {
+        let subs = Arc::new(Subscriptions::new());
+        let a = Queue::bounded(10, Overflow::BLOCK);
+        let b = Queue::bounded(10, Overflow::DROP_NEWEST);
+        subs.subscribe("stix2/indicator", a.clone());
+        subs.subscribe("stix2", b.clone());
+        subs.subscribe("stix2/sighting", b.clone());
+        let direct = Queue::direct(DirectRoute::new(subs.clone()));
+        direct.send(msg(MessageKind::INDICATOR)).unwrap();
+        direct.send(msg(MessageKind::SIGHTING)).unwrap();
+        direct.send(msg(MessageKind::SNAPSHOT_REQUEST)).unwrap();
+        assert_eq!((a.len(), b.len()), (1, 2), "each queue once per matching message");
+        subs.unsubscribe("stix2/indicator", &a);
+        direct.send(msg(MessageKind::INDICATOR)).unwrap();
+        assert_eq!((a.len(), b.len()), (1, 3));
+        direct.close();
+        assert_eq!(direct.send(msg(MessageKind::INDICATOR)), Err(SendError::Closed));
+        assert_eq!(b.len(), 3);
     }
 }

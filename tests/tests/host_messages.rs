@@ -36,6 +36,36 @@ fn published_indicators_reach_the_subscribed_queue() {
     assert_eq!(have, want);
 }
 
+/// With inmem as the only backbone, apps' messages are routed on the app's
+/// own thread (inmem's direct inbound queue); with a second backbone the
+/// host declines it and every message goes through the shared `inq`, so
+/// each is still delivered exactly once.
+#[test]
+fn the_direct_inbound_queue_is_used_only_with_one_backbone() {
+    const N: u32 = 50;
+    let msgs: Vec<Value> = (0..N).map(indicator).collect();
+    let direct_line = "backbone 'inmem' routes the apps' messages on the apps' own threads";
+    for (backbones, direct) in [(json!({ "inmem": {} }), true), (json!({ "inmem": {}, "testbone": {} }), false)] {
+        let dir = PluginDir::with(&[INMEM, TESTAPP, "threatbus_test_backbone"]);
+        let out = dir.path().join("out.jsonl");
+        let apps = json!({ "testapp": {
+            "subscribe": ["stix2/indicator"],
+            "output": out,
+            "publish": msgs.iter().map(publish).collect::<Vec<_>>(),
+        }});
+        let cfg = json!({ "plugins": { "backbones": backbones, "apps": apps } });
+        let mut bus = Bus::start(&serde_json::to_string(&cfg).unwrap(), dir.path());
+        wait_output(&bus, &out, N as usize);
+        let st = bus.terminate();
+        let log = bus.log();
+        assert!(st.success(), "{st:?}\n{log}");
+        assert_eq!(log.contains(direct_line), direct, "backbones {backbones}:\n{log}");
+        let got = read_output(&out);
+        assert_eq!(ids(got.iter().map(|r| &r.json)), ids(&msgs), "each once, backbones {backbones}");
+        println!("backbones {backbones}: direct inbound queue used: {direct}; {N} indicators delivered once each");
+    }
+}
+
 /// Topics match by prefix: `stix2/` gets indicators and sightings,
 /// `stix2/sighting` only sightings, `stix2/indicator` only indicators, and
 /// an unrelated topic nothing.

@@ -141,3 +141,35 @@ fn bus_exits_non_zero_when_every_backbone_failed() {
     assert!(text.contains("plugin 'testbone' failed and is no longer called"), "{text}");
     assert!(text.contains("every backbone has failed, so no message can be routed"), "{text}");
 }
+
+/// A backbone's direct inbound queue runs on the sending app's thread: a
+/// panic there is caught at the boundary, fails that backbone (the app's
+/// send is refused), and with no backbone left the bus exits with status 1.
+#[test]
+fn a_panic_in_a_direct_route_fails_the_backbone_not_the_app() {
+    let dir = PluginDir::with(&["threatbus_test_backbone", TESTAPP]);
+    let go = dir.path().join("go");
+    let cfg = json!({
+        "plugins": {
+            "backbones": { "testbone": { "panic_on_direct": true } },
+            "apps": { "testapp": { "later": [{ "when_file": go, "publish": [publish(&indicator(1))] }] } },
+        },
+        "core": { "stop_timeout": 2 },
+    });
+    let mut bus = Bus::start(&serde_json::to_string(&cfg).unwrap(), dir.path());
+    bus.wait_for("Threat Bus running");
+    trigger(&go);
+    let status = bus.wait_exit(WAIT).unwrap_or_else(|| panic!("the bus did not exit:\n{}", bus.log()));
+    let text = bus.log();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("testbone offered a direct inbound queue; taken: true"), "{text}");
+    assert!(text.contains("backbone 'testbone' routes the apps' messages on the apps' own threads"), "{text}");
+    assert!(
+        text.contains("plugin 'testbone' failed and is no longer called: its direct inbound route panicked"),
+        "{text}"
+    );
+    assert!(text.contains("publishing failed: queue closed"), "the app's send was refused:\n{text}");
+    assert!(!text.contains("plugin 'testapp' failed"), "the app is not blamed:\n{text}");
+    assert!(text.contains("every backbone has failed, so no message can be routed"), "{text}");
+    println!("a panic in testbone's direct route failed testbone, not the sending app; the bus exited with 1");
+}

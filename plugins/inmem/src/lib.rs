@@ -1,6 +1,9 @@
-//! The in-memory backbone: one thread reads `inq` and hands every message to
-//! each queue subscribed to a prefix of its topic. Messages are shared
-//! (reference-counted), never copied per subscriber.
+//! The in-memory backbone: every message goes to each queue subscribed to a
+//! prefix of its topic. Messages are shared (reference-counted), never
+//! copied per subscriber. Apps' messages are routed on the sending app's
+//! thread through a direct queue the backbone offers the host (ABI 1.2);
+//! one thread reads `inq` for the rest (the host's own messages, and all
+//! messages in a host that declines the offer).
 //!
 //! Difference from the Python original: a queue subscribed under two
 //! matching prefixes (e.g. `stix2` and `stix2/indicator`) receives a message
@@ -16,7 +19,7 @@ mod config;
 mod provisioner;
 
 use threatbus_plugin_api::{export_plugin, spawn_thread, Backbone, PluginContext, PluginError, Queue};
-use threatbus_routing::Subscriptions;
+use threatbus_routing::{DirectRoute, Subscriptions};
 
 struct Inmem {
     inq: Queue,
@@ -35,6 +38,9 @@ fn start(ctx: PluginContext) -> Result<Inmem, PluginError> {
         spawn_thread(ctx.host(), "inmem-provisioner", move || provisioner::run(inq, subs, stopping))
             .map_err(|e| PluginError::new(format!("cannot start thread: {e}")))?
     };
+    if !ctx.host().offer_direct_inq(DirectRoute::new(subs.clone())) {
+        log::info!("the host routes every message through inq (no direct inbound queue)");
+    }
     log::info!("In-memory backbone started.");
     Ok(Inmem { inq, subs, stopping, worker: Mutex::new(Some(worker)) })
 }
