@@ -675,6 +675,16 @@ impl Queue {
         self.call_capacity()
     }
 
+    /// Whether a send never waits for room in this queue itself: true for
+    /// a direct queue ([`Queue::direct`], capacity `usize::MAX`) and for
+    /// handles over one, such as the `inq` the host gives apps when a
+    /// backbone routes on the sender's thread. Such a send may still wait
+    /// briefly for a lossless subscriber queue, but a full `inq` can never
+    /// hold up the sending thread's other work.
+    pub fn never_full(&self) -> bool {
+        self.capacity() == usize::MAX
+    }
+
     /// How many messages this queue dropped because it was full.
     pub fn dropped(&self) -> u64 {
         self.call_dropped()

@@ -456,8 +456,6 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
         }
         let (st, fd) = (stopping.clone(), clone_fd()?);
         spawn("zmq-monitor", Box::new(move || monitor::run(watched, fd.as_raw_fd(), st)))?;
-        let (inq, st, fd) = (host.inq(), stopping.clone(), clone_fd()?);
-        spawn("zmq-sub", Box::new(move || receiver::run(host, sub_sock, fd.as_raw_fd(), inq, st)))?;
         let publisher = publisher::Publisher::new(
             host,
             shared.clone(),
@@ -466,8 +464,20 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
             cfg.connect_grace(),
             cfg.idle_timeout(),
         );
+        let inq = host.inq();
+        let receiver = receiver::Receiver::new(host, sub_sock, inq.clone(), stopping.clone());
         let (st, fd) = (stopping.clone(), clone_fd()?);
-        spawn("zmq-pub", Box::new(move || publisher.run(fd.as_raw_fd(), st)))?;
+        if inq.never_full() {
+            // Routing happens on the sending thread and never waits for
+            // room in inq: one thread receives, routes and publishes.
+            log::debug!("one thread (zmq-io) receives and publishes: sending to inq never waits for room");
+            let io = publisher.with_inbound(receiver);
+            spawn("zmq-io", Box::new(move || io.run(fd.as_raw_fd(), st)))?;
+        } else {
+            let rfd = clone_fd()?;
+            spawn("zmq-sub", Box::new(move || receiver::run(receiver, rfd.as_raw_fd())))?;
+            spawn("zmq-pub", Box::new(move || publisher.run(fd.as_raw_fd(), st)))?;
+        }
         let invalid = Mutex::new(LogLimiter::new("invalid management requests", Duration::from_secs(10), 20));
         let refused = Mutex::new(LogLimiter::new("subscription requests over the cap", Duration::from_secs(60), 1));
         let manager =

@@ -16,6 +16,12 @@
 //!   subscriptions only. The socket never drops silently (`XPUB_NODROP`): a
 //!   subscriber at its high-water mark stalls its own subscription, whose
 //!   queue then fills and drops new messages, counted per subscription.
+//! * When sending to `inq` never waits for room (the host gave the plugin
+//!   a backbone's direct queue), this thread also reads the SUB socket
+//!   ([`Receiver`]): a message from an app is then received, validated,
+//!   routed into the subscribers' queues and sent on the XPUB socket by
+//!   one thread, without a hand-off. Otherwise the receiver runs on a
+//!   thread of its own, so that a full `inq` never stalls the subscribers.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
@@ -27,6 +33,7 @@ use threatbus_plugin_api::logging::{excerpt, LogLimiter};
 use threatbus_plugin_api::{Doorbell, Host, Message, MessageKind, Queue};
 
 use crate::management::{discard_queued, Activated, Stats};
+use crate::receiver::Receiver;
 use crate::Shared;
 
 /// Most messages sent for one subscription before the others get a turn.
@@ -99,6 +106,8 @@ pub struct Publisher {
     refused: LogLimiter,
     drop_lines: LogLimiter,
     send_errors: LogLimiter,
+    /// The SUB socket's reader, when this thread also receives.
+    inbound: Option<Receiver>,
 }
 
 impl Publisher {
@@ -123,7 +132,14 @@ impl Publisher {
             refused: LogLimiter::new("refused subscriptions on the pub port", Duration::from_secs(10), 10),
             drop_lines: LogLimiter::new("lines about dropped messages", Duration::from_secs(10), 20),
             send_errors: LogLimiter::new("send errors on the pub port", Duration::from_secs(10), 5),
+            inbound: None,
         }
+    }
+
+    /// This thread also reads the SUB socket with `receiver`.
+    pub fn with_inbound(mut self, receiver: Receiver) -> Self {
+        self.inbound = Some(receiver);
+        self
     }
 
     /// Runs until `wake_fd` becomes readable (the plugin stops).
@@ -147,19 +163,29 @@ impl Publisher {
                 self.socket.as_poll_item(zmq::POLLIN),
                 zmq::PollItem::from_fd(self.bell.fd(), zmq::POLLIN),
                 zmq::PollItem::from_fd(wake_fd, zmq::POLLIN),
+                match &self.inbound {
+                    Some(r) => r.socket().as_poll_item(zmq::POLLIN),
+                    None => zmq::PollItem::from_fd(-1, zmq::PollEvents::empty()),
+                },
             ];
-            match zmq::poll(&mut items, wait_ms) {
+            let polled = if self.inbound.is_some() { 4 } else { 3 };
+            match zmq::poll(&mut items[..polled], wait_ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => {
                     log::error!("ZeroMQ publisher cannot poll: {e}");
                     break;
                 }
             }
-            if items[2].is_readable() || stopping.load(Ordering::Relaxed) {
+            let (events, woken) = (items[0].is_readable(), items[2].is_readable());
+            let frames = polled == 4 && items[3].is_readable();
+            if woken || stopping.load(Ordering::Relaxed) {
                 break;
             }
-            if items[0].is_readable() {
+            if events {
                 self.on_subscription_events();
+            }
+            if frames && !self.inbound.as_mut().is_some_and(Receiver::drain) {
+                break;
             }
             rung.clear();
             self.bell.take(&mut rung);
@@ -180,6 +206,9 @@ impl Publisher {
             }
         }
         self.flush_at_stop();
+        if self.inbound.is_some() {
+            log::debug!("ZeroMQ receiver stopped");
+        }
         log::debug!("ZeroMQ publisher stopped");
     }
 

@@ -76,16 +76,96 @@ fn forward(inq: &Queue, msg: Message, stopping: &AtomicBool) -> bool {
 /// Most frames decoded before they are handed to inq.
 const BATCH: usize = 64;
 
+/// The SUB socket's reading side: receives frames, has the host validate
+/// them and hands them to `inq`. Runs on its own thread ([`run`]), or on
+/// the publisher's thread when sending to `inq` never waits for room.
+pub struct Receiver {
+    host: Host,
+    socket: zmq::Socket,
+    inq: Queue,
+    stopping: Arc<AtomicBool>,
+    frame: zmq::Message,
+    limiter: LogLimiter,
+    /// True while skipping the remaining parts of a multipart message.
+    skipping: bool,
+    batch: Vec<Message>,
+}
+
+impl Receiver {
+    pub fn new(host: Host, socket: zmq::Socket, inq: Queue, stopping: Arc<AtomicBool>) -> Self {
+        Receiver {
+            host,
+            socket,
+            inq,
+            stopping,
+            frame: zmq::Message::new(),
+            limiter: LogLimiter::new("invalid messages from apps", Duration::from_secs(10), 20),
+            skipping: false,
+            batch: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// The SUB socket, to poll.
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
+    /// Reads what is there (at most `BATCH` frames) and hands the valid
+    /// messages to `inq` together, so that under load the backbone takes
+    /// them in batches instead of being woken for every single one; at low
+    /// rates a batch is one message and nothing waits. Returns false when
+    /// reading must end (the socket failed, or `inq` refused a message
+    /// because the plugin stops).
+    pub fn drain(&mut self) -> bool {
+        let mut ok = true;
+        for _ in 0..BATCH {
+            match self.socket.recv(&mut self.frame, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => break,
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => {
+                    log::error!("ZeroMQ receiver cannot receive: {e}");
+                    ok = false;
+                    break;
+                }
+            }
+            let more = self.frame.get_more();
+            if self.skipping || more {
+                if !self.skipping && self.limiter.allow(Instant::now()) {
+                    log::warn!(
+                        "Dropping a multipart message (apps must send '<topic> <json>' in one frame): {}",
+                        excerpt(&self.frame)
+                    );
+                }
+                self.skipping = more;
+                continue;
+            }
+            match decode_frame(&self.host, &self.frame) {
+                Ok(msg) => {
+                    log::trace!("received {msg:?}");
+                    self.batch.push(msg);
+                }
+                Err(e) => {
+                    if self.limiter.allow(Instant::now()) {
+                        log::error!("Error decoding message: {e}; frame: {}", excerpt(&self.frame));
+                    }
+                }
+            }
+        }
+        for msg in self.batch.drain(..) {
+            if !forward(&self.inq, msg, &self.stopping) {
+                return false;
+            }
+        }
+        ok
+    }
+}
+
 /// The receiver thread: reads the SUB socket until `wake_fd` becomes
 /// readable (the plugin stops).
-pub fn run(host: Host, socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping: Arc<AtomicBool>) {
-    let mut frame = zmq::Message::new();
-    let mut limiter = LogLimiter::new("invalid messages from apps", Duration::from_secs(10), 20);
-    // True while skipping the remaining parts of a multipart message.
-    let mut skipping = false;
-    let mut batch = Vec::with_capacity(BATCH);
-    'outer: loop {
-        let mut items = [socket.as_poll_item(zmq::POLLIN), zmq::PollItem::from_fd(wake_fd, zmq::POLLIN)];
+pub fn run(mut receiver: Receiver, wake_fd: RawFd) {
+    loop {
+        let mut items = [receiver.socket().as_poll_item(zmq::POLLIN), zmq::PollItem::from_fd(wake_fd, zmq::POLLIN)];
         match zmq::poll(&mut items, -1) {
             Ok(_) => {}
             Err(zmq::Error::EINTR) => continue,
@@ -94,58 +174,11 @@ pub fn run(host: Host, socket: zmq::Socket, wake_fd: RawFd, inq: Queue, stopping
                 break;
             }
         }
-        if items[1].is_readable() || stopping.load(Ordering::Relaxed) {
+        let (frames, woken) = (items[0].is_readable(), items[1].is_readable());
+        if woken || receiver.stopping.load(Ordering::Relaxed) {
             break;
         }
-        if !items[0].is_readable() {
-            continue;
-        }
-        // Drain what is there (at most BATCH frames, then look at the
-        // wake-up fd again). Decoded messages are handed to inq together,
-        // so that under load the backbone takes them in batches instead of
-        // being woken for every single one; at low rates a batch is one
-        // message and nothing waits.
-        let mut eof = false;
-        for _ in 0..BATCH {
-            match socket.recv(&mut frame, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => break,
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => {
-                    log::error!("ZeroMQ receiver cannot receive: {e}");
-                    eof = true;
-                    break;
-                }
-            }
-            let more = frame.get_more();
-            if skipping || more {
-                if !skipping && limiter.allow(Instant::now()) {
-                    log::warn!(
-                        "Dropping a multipart message (apps must send '<topic> <json>' in one frame): {}",
-                        excerpt(&frame)
-                    );
-                }
-                skipping = more;
-                continue;
-            }
-            match decode_frame(&host, &frame) {
-                Ok(msg) => {
-                    log::trace!("received {msg:?}");
-                    batch.push(msg);
-                }
-                Err(e) => {
-                    if limiter.allow(Instant::now()) {
-                        log::error!("Error decoding message: {e}; frame: {}", excerpt(&frame));
-                    }
-                }
-            }
-        }
-        for msg in batch.drain(..) {
-            if !forward(&inq, msg, &stopping) {
-                break 'outer;
-            }
-        }
-        if eof {
+        if frames && !receiver.drain() {
             break;
         }
     }
