@@ -445,20 +445,29 @@ fn target_dir() -> PathBuf {
 /// (`tests/fixtures/abi-1.0-backbone`, outside the workspace), built once.
 pub fn frozen_abi_1_0_backbone() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = target_dir().join("abi-fixtures");
-            let manifest = workspace_root().join("tests/fixtures/abi-1.0-backbone/Cargo.toml");
-            cargo(&[
-                "build",
-                "--manifest-path",
-                manifest.to_str().expect("utf-8 path"),
-                "--target-dir",
-                dir.to_str().expect("utf-8 path"),
-            ]);
-            dir.join("debug/libthreatbus_frozen_abi_1_0_backbone.so")
-        })
-        .clone()
+    BUILT.get_or_init(|| build_frozen_fixture("abi-1.0-backbone", "threatbus_frozen_abi_1_0_backbone")).clone()
+}
+
+/// The ABI 1.0 app built against the frozen definitions
+/// (`tests/fixtures/abi-1.0-app`, outside the workspace), built once.
+pub fn frozen_abi_1_0_app() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_frozen_fixture("abi-1.0-app", "threatbus_frozen_abi_1_0_app")).clone()
+}
+
+/// Builds the fixture crate `tests/fixtures/<dir>` into its own target
+/// directory; returns the path of `lib<lib>.so`.
+fn build_frozen_fixture(dir: &str, lib: &str) -> PathBuf {
+    let target = target_dir().join("abi-fixtures");
+    let manifest = workspace_root().join(format!("tests/fixtures/{dir}/Cargo.toml"));
+    cargo(&[
+        "build",
+        "--manifest-path",
+        manifest.to_str().expect("utf-8 path"),
+        "--target-dir",
+        target.to_str().expect("utf-8 path"),
+    ]);
+    target.join(format!("debug/lib{lib}.so"))
 }
 
 /// The artifact directory of the `abi-next` build: host and test plugin of

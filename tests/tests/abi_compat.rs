@@ -2,12 +2,16 @@
 //! * a plugin built against the frozen ABI 1.0 definitions (not against
 //!   threatbus-plugin-api) loads in the current host and carries messages,
 //!   and the host's metrics count what it routed;
+//! * an app built against the frozen ABI 1.0 definitions sends through the
+//!   `inq` handle the current host gives it (inmem's direct queue) and a
+//!   current app receives what it sent;
 //! * a host of ABI minor + 1 (one entry appended to the host and plugin
 //!   tables, the `abi-next` build) loads the normal plugins, reads the
 //!   entry they lack as absent, and carries messages;
 //! * a plugin of a higher minor than the host is refused with one line
 //!   that says to upgrade the host, before any of its code runs.
 
+mod host_support;
 mod metrics_support;
 mod zmq_support;
 
@@ -65,6 +69,39 @@ fn frozen_abi_1_0_plugin_runs_in_the_current_host() {
     assert!(log.contains("frozen ABI 1.0 backbone stopped"), "{log}");
     assert!(log.contains("frozen ABI 1.0 backbone destroyed"), "destroy runs after a successful stop:\n{log}");
     println!("an ABI 1.0 plugin (frozen definitions) carried an indicator and a sighting in the ABI {ABI_MAJOR}.{ABI_MINOR} host");
+}
+
+#[test]
+fn frozen_abi_1_0_app_sends_through_the_direct_inbound_queue() {
+    let dir = PluginDir::with(&["threatbus_backbone_inmem", "threatbus_test_app"]);
+    dir.add_file(&frozen_abi_1_0_app(), "libthreatbus_frozen_abi_1_0_app.so");
+    let out = dir.path().join("out.jsonl");
+    // Apps start in name order: testapp subscribes before z-frozen-app sends.
+    let config = json!({ "plugins": {
+        "backbones": { "inmem": {} },
+        "apps": { "testapp": { "subscribe": ["stix2/"], "output": out }, "z-frozen-app": {} },
+    }});
+    let mut bus = Bus::start(&serde_json::to_string(&config).unwrap(), dir.path());
+    bus.wait_for("Threat Bus running");
+    let log = bus.log();
+    assert!(log.contains("backbone 'inmem' routes the apps' messages on the apps' own threads"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "frozen ABI 1.0 app in a host of ABI {ABI_MAJOR}.{ABI_MINOR}: indicator send status 0, sighting send status 0"
+        )),
+        "{log}"
+    );
+    // Both were routed before the send returned, so they are in testapp's
+    // queue; its writer thread puts them into the output file.
+    let got = host_support::wait_output(&bus, &out, 2);
+    assert_eq!(
+        host_support::ids(got.iter().map(|r| &r.json)),
+        ["indicator--5d1f2a0e-6f33-4c8e-a0a1-10e0f0a1b100", "sighting--5d1f2a0e-6f33-4c8e-a0a1-10e0f0a1b101"],
+        "{got:#?}"
+    );
+    let status = bus.terminate();
+    assert!(status.success(), "{status}\n{}", bus.log());
+    println!("an ABI 1.0 app (frozen definitions) sent an indicator and a sighting through inmem's direct queue in the ABI {ABI_MAJOR}.{ABI_MINOR} host");
 }
 
 #[test]
