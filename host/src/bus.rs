@@ -320,7 +320,8 @@ impl Bus {
         summary
     }
 
-    /// Takes a backbone's offer of a direct queue; apps only.
+    /// Takes the offer of a direct queue from a starting backbone; refuses
+    /// it from apps and once the apps' inq has been chosen.
     pub fn offer_direct_inq(&self, stats: &PluginStats, queue: &Queue) -> bool {
         if stats.kind != PluginKind::BACKBONE || self.app_inq.get().is_some() {
             log::warn!("plugin '{}' offered a direct inbound queue, which only a starting backbone can", stats.name);
