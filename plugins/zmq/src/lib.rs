@@ -379,6 +379,13 @@ fn start(ctx: PluginContext) -> Result<ZmqApp, PluginError> {
     cfg.validate().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?;
     let host = ctx.host();
     let zctx = zmq::Context::new();
+    // Two libzmq I/O threads: the TCP work of the sub port and of the
+    // subscribers' connections need not share one (measured: with one
+    // thread receiving and publishing, ten subscribers moved more with
+    // two I/O threads; see BENCHMARKS.md). Set before any socket exists.
+    if let Err(e) = zctx.set_io_threads(2) {
+        log::warn!("cannot give ZeroMQ a second I/O thread: {e}");
+    }
     let perr = PluginError::new;
     let curve = match &cfg.curve {
         Some(c) => Some(c.load().map_err(|e| threatbus_plugin_api::config::invalid_config(ctx.name(), e))?),
