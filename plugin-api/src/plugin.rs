@@ -147,12 +147,9 @@ impl Host {
         help: &str,
         labels: &[(&str, &str)],
     ) -> Option<*const c_void> {
-        let table = (self.services as *const HostServices).cast::<u8>();
         let offset = std::mem::offset_of!(HostServices, register_metric);
-        // SAFETY: the host's table has `size` readable bytes; within them,
-        // `register_metric` holds that entry (ABI 1.1 and later).
-        let register =
-            unsafe { crate::abi::read_entry::<crate::abi::RegisterMetricFn>(table, self.services.size, offset) }?;
+        // SAFETY: `register_metric` (ABI 1.1 and later) is a `RegisterMetricFn`.
+        let register = unsafe { self.appended_entry::<crate::abi::RegisterMetricFn>(offset) }?;
         let labels: Vec<crate::abi::MetricLabel<'_>> =
             labels.iter().map(|(k, v)| abi_stable::std_types::Tuple2(RStr::from_str(k), RStr::from_str(v))).collect();
         // SAFETY: an entry of this table, called with its context; every
@@ -185,13 +182,9 @@ impl Host {
     /// (false in hosts older than ABI 1.2). A panic in `sink` is reported
     /// as this plugin's failure.
     pub fn offer_direct_inq(&self, sink: impl crate::DirectSink) -> bool {
-        let table = (self.services as *const HostServices).cast::<u8>();
         let offset = std::mem::offset_of!(HostServices, offer_direct_inq);
-        // SAFETY: the host's table has `size` readable bytes; within them,
-        // `offer_direct_inq` holds that entry (ABI 1.2 and later).
-        let Some(offer) =
-            (unsafe { crate::abi::read_entry::<crate::abi::OfferDirectInqFn>(table, self.services.size, offset) })
-        else {
+        // SAFETY: `offer_direct_inq` (ABI 1.2 and later) is an `OfferDirectInqFn`.
+        let Some(offer) = (unsafe { self.appended_entry::<crate::abi::OfferDirectInqFn>(offset) }) else {
             return false;
         };
         let queue = Queue::direct_for(sink, Some(*self));
@@ -203,12 +196,25 @@ impl Host {
     /// The test-only entry of the `abi-next` build, if this host has it.
     #[cfg(feature = "abi-next")]
     pub fn next_host_entry(&self) -> Option<u32> {
-        let table = (self.services as *const HostServices).cast::<u8>();
         let offset = std::mem::offset_of!(HostServices, next_host_entry);
-        // SAFETY: the host's table has `size` readable bytes.
-        let f = unsafe { crate::abi::read_entry::<crate::abi::NextFn>(table, self.services.size, offset) }?;
+        // SAFETY: `next_host_entry` is a `NextFn`.
+        let f = unsafe { self.appended_entry::<crate::abi::NextFn>(offset) }?;
         // SAFETY: an entry of this table, called with its context.
         Some(unsafe { f(self.services.ctx) })
+    }
+
+    /// The entry of the host's table at `offset`, one appended after ABI
+    /// 1.0, or `None` when the host built its table without it (an older
+    /// host).
+    ///
+    /// # Safety
+    /// `offset` must be the offset of a [`HostServices`] field of type `T`.
+    unsafe fn appended_entry<T: Copy>(&self, offset: usize) -> Option<T> {
+        let table = (self.services as *const HostServices).cast::<u8>();
+        // SAFETY: the host's table has `size` readable bytes, and
+        // `read_entry` reads only within them; the caller's promise makes
+        // `T` the type of what lies at `offset`.
+        unsafe { crate::abi::read_entry::<T>(table, self.services.size, offset) }
     }
 }
 
