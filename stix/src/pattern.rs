@@ -1236,6 +1236,92 @@ pub fn validate_version(pattern: &str, version: PatternVersion) -> Result<Patter
     Ok(parsed)
 }
 
+/// Whether `pattern` is one equality of a plain property with a plain
+/// string, `[object-type:property = 'text']`, the shape of almost every
+/// indicator a bus carries. It is recognized without building a tree.
+///
+/// True means that [`validate_version`] accepts the pattern in both
+/// versions; false means only "not that shape", not "invalid". The shape:
+/// spaces only between tokens; a lowercase object type of letters, digits
+/// and `-`; one or more lowercase property names joined by `.` (never
+/// `hashes`, whose values the validator checks, nor `true` / `false`); `=`;
+/// a string without `\` (so without escapes); `]` and nothing after it but
+/// spaces.
+pub fn is_plain_equality(pattern: &str) -> bool {
+    let b = pattern.as_bytes();
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let skip_spaces = |mut i: usize| {
+        while at(i) == b' ' {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_spaces(0);
+    if at(i) != b'[' {
+        return false;
+    }
+    i = skip_spaces(i + 1);
+    // The object type: a name with a hyphen is always one; one without
+    // must not be a boolean (the only lowercase keywords).
+    let start = i;
+    if !at(i).is_ascii_lowercase() {
+        return false;
+    }
+    while at(i).is_ascii_lowercase() || at(i).is_ascii_digit() || at(i) == b'-' {
+        i += 1;
+    }
+    if matches!(&pattern[start..i], "true" | "false") {
+        return false;
+    }
+    i = skip_spaces(i);
+    if at(i) != b':' {
+        return false;
+    }
+    i = skip_spaces(i + 1);
+    // Property names: no hyphen (that would make another token), and
+    // neither `hashes` nor a boolean.
+    loop {
+        let start = i;
+        if !(at(i).is_ascii_lowercase() || at(i) == b'_') {
+            return false;
+        }
+        while at(i).is_ascii_lowercase() || at(i).is_ascii_digit() || at(i) == b'_' {
+            i += 1;
+        }
+        if matches!(&pattern[start..i], "hashes" | "true" | "false") {
+            return false;
+        }
+        if at(i) != b'.' {
+            break;
+        }
+        i += 1;
+    }
+    i = skip_spaces(i);
+    // `=`, but not `==` (also equality, left to the parser).
+    if at(i) != b'=' || at(i + 1) == b'=' {
+        return false;
+    }
+    i = skip_spaces(i + 1);
+    if at(i) != b'\'' {
+        return false;
+    }
+    i += 1;
+    loop {
+        match at(i) {
+            b'\'' => break,
+            // An escape, or the end of the input (no closing quote).
+            b'\\' => return false,
+            0 if i >= b.len() => return false,
+            _ => i += 1,
+        }
+    }
+    i = skip_spaces(i + 1);
+    if at(i) != b']' {
+        return false;
+    }
+    skip_spaces(i + 1) == b.len()
+}
+
 /// Allowed hash formats, keyed by the normalised algorithm name
 /// (uppercase, `-` and `'` removed), as in `stix2patterns.v21.object_validator`.
 fn hash_is_valid(normalised: &str, value: &str) -> Option<bool> {
@@ -1774,5 +1860,121 @@ mod tests {
                 panic!("{p}: {e}");
             }
         }
+    }
+
+    /// Both grammars accept every pattern that `is_plain_equality` takes.
+    fn assert_plain_is_valid(p: &str) {
+        if is_plain_equality(p) {
+            for version in [PatternVersion::V2_1, PatternVersion::V2_0] {
+                if let Err(e) = validate_version(p, version) {
+                    panic!("{p:?} was taken as a plain equality, but {version:?} rejects it: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_equalities_are_recognized() {
+        for p in [
+            "[domain-name:value = 'evil.example.com']",
+            "[ipv4-addr:value = '6.6.6.6']",
+            "[url:value = 'http://a.example/x?y=1&z=\"q\"//']",
+            "[email-message:from_ref.value = 'a@example.com']",
+            "[file:name = '']",
+            "[x--:v1_ = 'caf\u{e9}']",
+            "  [ a : b='x' ]  ",
+            "[a:b = ' [c:d = 1] AND ']",
+        ] {
+            assert!(is_plain_equality(p), "{p:?} is a plain equality");
+            assert_plain_is_valid(p);
+        }
+        for p in [
+            "[file:hashes.MD5 = 'abc']",
+            "[file:hashes.'SHA-256' = 'abc']",
+            "[true:value = 'x']",
+            "[a:false = 'x']",
+            "[Domain-name:value = 'x']",
+            "[domain-name:Value = 'x']",
+            "[domain-name:value-x = 'x']",
+            "[domain-name:value == 'x']",
+            "[domain-name:value != 'x']",
+            "[domain-name:value = 'it\\'s']",
+            "[domain-name:value = 'x'",
+            "[domain-name:value = 'x] ",
+            "[domain-name:value = 'x'] AND [a:b = 'y']",
+            "[domain-name:value = 'x'] WITHIN 5 SECONDS",
+            "[domain-name:value = 'x' AND a:b = 'y']",
+            "[domain-name:value = 1]",
+            "\t[domain-name:value = 'x']",
+            "[domain-name:value.= 'x']",
+            "[domain-name:.value = 'x']",
+            "[domain-name:value[0] = 'x']",
+            "([domain-name:value = 'x'])",
+            "",
+            "[",
+        ] {
+            assert!(!is_plain_equality(p), "{p:?} is not a plain equality");
+        }
+    }
+
+    /// Random token strings: whatever `is_plain_equality` takes, the parser
+    /// takes too.
+    #[test]
+    fn plain_equalities_are_a_subset_of_valid_patterns() {
+        const PIECES: [&str; 30] = [
+            "[",
+            "]",
+            " ",
+            ":",
+            "=",
+            "'",
+            "\\",
+            ".",
+            "-",
+            "_",
+            "a",
+            "h",
+            "b",
+            "t",
+            "0",
+            "value",
+            "hashes",
+            "true",
+            "false",
+            "domain-name",
+            "AND",
+            "OR",
+            "EXISTS",
+            "\u{e9}",
+            "\t",
+            "(",
+            ")",
+            "*",
+            "/",
+            "x'",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut taken = 0;
+        for _ in 0..200_000 {
+            let mut p = String::from("[");
+            for _ in 0..(next() % 12) {
+                p.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            // Most strings get the usual frame, so that many are taken.
+            if next() % 2 == 0 {
+                p = format!("[{}:{} = '{}']", &p[1..], PIECES[(next() % 30) as usize], PIECES[(next() % 30) as usize]);
+            }
+            if is_plain_equality(&p) {
+                taken += 1;
+            }
+            assert_plain_is_valid(&p);
+        }
+        assert!(taken > 300, "only {taken} random patterns were plain equalities");
     }
 }

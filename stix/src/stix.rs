@@ -292,8 +292,10 @@ fn is_custom_property_name(key: &str) -> bool {
 /// "2.1". Returns whether `pattern_version` must be set to "2.1".
 fn check_stix_pattern(pattern_text: &str, pattern_version: Option<&str>) -> Result<bool, DataError> {
     let given = pattern_version.filter(|v| !v.is_empty());
-    let version = pattern::PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
-    pattern::validate_version(pattern_text, version).map_err(DataError::invalid_pattern)?;
+    if !pattern::is_plain_equality(pattern_text) {
+        let version = pattern::PatternVersion::from_pattern_version(given.unwrap_or("2.1"));
+        pattern::validate_version(pattern_text, version).map_err(DataError::invalid_pattern)?;
+    }
     Ok(given.is_none())
 }
 

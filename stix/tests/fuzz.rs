@@ -23,11 +23,18 @@ pub fn stix_object(data: &[u8]) {
     }
 }
 
-/// A STIX pattern, with both grammars.
+/// A STIX pattern, with both grammars. Property: a pattern the validator's
+/// shortcut takes (`is_plain_equality`) is valid in both versions.
 fn stix_pattern(data: &[u8]) {
+    use threatbus_stix::pattern::{self, PatternVersion};
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = threatbus_stix::pattern::validate(text);
-    let _ = threatbus_stix::pattern::parse_version(text, threatbus_stix::pattern::PatternVersion::V2_0);
+    let v21 = pattern::validate(text);
+    let _ = pattern::parse_version(text, PatternVersion::V2_0);
+    if pattern::is_plain_equality(text) {
+        assert!(v21.is_ok(), "taken as a plain equality but invalid in 2.1: {text}");
+        let v20 = pattern::validate_version(text, PatternVersion::V2_0);
+        assert!(v20.is_ok(), "taken as a plain equality but invalid in 2.0: {text}");
+    }
 }
 
 #[test]

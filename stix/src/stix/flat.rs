@@ -27,24 +27,27 @@ use crate::timestamp::{Timestamp, TimestampBuf};
 /// of strings that passes every check; `None` for anything else (invalid
 /// or not of that shape).
 pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
-    let FlatStrings(entries) = serde_json::from_str(json).ok()?;
-    let kind = match entries.iter().find(|(key, _)| key.0 == "type").map(|(_, value)| &*value.0) {
+    let mut entries = Vec::with_capacity(16);
+    if scan_plain_object(json, &mut entries).is_none() {
+        entries = serde_json::from_str::<FlatStrings<'_>>(json).ok()?.0;
+    }
+    let kind = match entries.iter().find(|(key, _)| key.text == "type").map(|(_, value)| &*value.text) {
         Some("indicator") => ObjKind::Indicator,
         Some("sighting") => ObjKind::Sighting,
         _ => return None,
     };
     let props = kind.props();
     let mut slots: [Option<Slot<'_>>; 23] = [const { None }; 23];
-    let mut custom: Vec<(&str, &str)> = Vec::new();
+    let mut custom: Vec<(&str, &JsonStr<'_>)> = Vec::new();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
     let mut present: u32 = 0;
-    for (key, value) in &entries {
-        let (key, value) = (&*key.0, &*value.0);
+    for (key, json_value) in &entries {
+        let (key, value) = (&*key.text, &*json_value.text);
         let Some(i) = kind.index(key) else {
             if !is_custom_property_name(key) {
                 return None;
             }
-            custom.push((key, value));
+            custom.push((key, json_value));
             continue;
         };
         let (name, k) = props[i];
@@ -58,7 +61,7 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
             (Kind::Timestamp(precision), Some(ts)) if !Timestamp::is_formatted(value, precision) => {
                 Slot::Stamp(ts.format(precision))
             }
-            _ => Slot::Text(value),
+            _ => Slot::Text(json_value.as_ref()),
         });
         kind.keep_ordered_stamp(&mut stamps, i, ts);
     }
@@ -72,7 +75,7 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
     }
     const SPEC_VERSION: usize = prop_index(&INDICATOR_PROPS, "spec_version");
     const _: () = assert!(prop_index(&SIGHTING_PROPS, "spec_version") == SPEC_VERSION);
-    slots[SPEC_VERSION].get_or_insert(Slot::Text("2.1"));
+    slots[SPEC_VERSION].get_or_insert(Slot::Text(VERSION_2_1));
     if kind == ObjKind::Indicator {
         const PATTERN: usize = prop_index(&INDICATOR_PROPS, "pattern");
         const PATTERN_TYPE: usize = prop_index(&INDICATOR_PROPS, "pattern_type");
@@ -81,7 +84,7 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
             let text = slots[PATTERN].as_ref().map_or("", Slot::as_str);
             let version = slots[PATTERN_VERSION].as_ref().map(Slot::as_str);
             if check_stix_pattern(text, version).ok()? {
-                slots[PATTERN_VERSION] = Some(Slot::Text("2.1"));
+                slots[PATTERN_VERSION] = Some(Slot::Text(VERSION_2_1));
             }
         }
     }
@@ -91,35 +94,180 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
     for (slot, (name, _)) in slots.iter().zip(props) {
         if let Some(value) = slot {
             write_key(&mut out, &mut first, name, true);
-            pyjson::write_str(&mut out, value.as_str());
+            match value {
+                Slot::Text(text) => text.write(&mut out),
+                // Digits and punctuation only.
+                Slot::Stamp(buf) => write_verbatim(&mut out, buf.as_str()),
+            }
         }
     }
     for (key, value) in custom {
         write_key(&mut out, &mut first, key, false);
-        pyjson::write_str(&mut out, value);
+        value.write(&mut out);
     }
     out.push(b'}');
     Some((kind, pyjson::into_string(out)))
 }
 
+/// Reads a JSON object whose keys and values are all strings without
+/// escapes into `entries`, borrowing them from `json`. `None` for anything
+/// else (escapes, other values, invalid JSON), which serde_json then reads;
+/// whatever this accepts, serde_json reads into the same entries.
+fn scan_plain_object<'a>(json: &'a str, entries: &mut Vec<(JsonStr<'a>, JsonStr<'a>)>) -> Option<()> {
+    let b = json.as_bytes();
+    let mut i = skip_whitespace(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_whitespace(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let (key, after) = plain_string(json, i)?;
+            i = skip_whitespace(b, after);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let (value, after) = plain_string(json, skip_whitespace(b, i + 1))?;
+            entries.push((key, value));
+            i = skip_whitespace(b, after);
+            match b.get(i) {
+                Some(b',') => i = skip_whitespace(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_whitespace(b, i) == b.len()).then_some(())
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_whitespace(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The JSON string starting at `at` (its opening quote) without its quotes,
+/// and the index after its closing quote; `None` if there is none there,
+/// or it has an escape or a control character.
+fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    fn has_zero(v: u64) -> u64 {
+        v.wrapping_sub(LO) & !v & HI
+    }
+    let b = json.as_bytes();
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let mut i = start;
+    // Bytes that Python's `json.dumps` escapes although JSON has them
+    // verbatim (DEL and everything outside ASCII), marked in 8-byte words.
+    let mut escaped_in_output = 0;
+    // 8 bytes at a time: a word's lowest marked byte is always a quote, a
+    // backslash or a control character (a borrow only ever marks bytes
+    // above a true one).
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let special = (w.wrapping_sub(LO * 0x20) & !w & HI)
+            | has_zero(w ^ (LO * u64::from(b'"')))
+            | has_zero(w ^ (LO * u64::from(b'\\')));
+        let output_escapes = (w & HI) | has_zero(w ^ (LO * 0x7f));
+        if special == 0 {
+            escaped_in_output |= output_escapes;
+            i += 8;
+            continue;
+        }
+        let bits_before = special.trailing_zeros() & !7;
+        // The bytes before the special one (none when it is the first).
+        escaped_in_output |= output_escapes & ((1u64 << bits_before) - 1);
+        i += (bits_before / 8) as usize;
+        break;
+    }
+    loop {
+        match *b.get(i)? {
+            // A quote is ASCII, so `i` is on a character boundary.
+            b'"' => {
+                let text = Cow::Borrowed(&json[start..i]);
+                return Some((JsonStr { text, verbatim: escaped_in_output == 0 }, i + 1));
+            }
+            b'\\' | 0..=0x1f => return None,
+            0x7f..=0xff => {
+                escaped_in_output = 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The JSON string of `s` when it needs no escaping: quotes around it.
+fn write_verbatim(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// The value of a spec property: the input's string, or a timestamp
 /// re-formatted as `stix2` prints it.
 enum Slot<'a> {
-    Text(&'a str),
+    Text(TextRef<'a>),
     Stamp(TimestampBuf),
 }
 
 impl Slot<'_> {
     fn as_str(&self) -> &str {
         match self {
-            Slot::Text(s) => s,
+            Slot::Text(t) => t.text,
             Slot::Stamp(buf) => buf.as_str(),
         }
     }
 }
 
+/// A string of the input, or a constant, to be written to the output.
+#[derive(Clone, Copy)]
+struct TextRef<'a> {
+    text: &'a str,
+    /// Printable ASCII without `"` and `\`: written as it is.
+    verbatim: bool,
+}
+
+impl TextRef<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        if self.verbatim {
+            write_verbatim(out, self.text);
+        } else {
+            pyjson::write_str(out, self.text);
+        }
+    }
+}
+
+/// The value "2.1" of `spec_version` and `pattern_version`.
+const VERSION_2_1: TextRef<'static> = TextRef { text: "2.1", verbatim: true };
+
 /// A JSON string, borrowed from the input unless it had escapes.
-struct JsonStr<'a>(Cow<'a, str>);
+struct JsonStr<'a> {
+    text: Cow<'a, str>,
+    /// Known to be printable ASCII without `"` and `\` (false: unknown).
+    verbatim: bool,
+}
+
+impl JsonStr<'_> {
+    fn as_ref(&self) -> TextRef<'_> {
+        TextRef { text: &self.text, verbatim: self.verbatim }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        self.as_ref().write(out);
+    }
+}
 
 impl<'de> Deserialize<'de> for JsonStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -132,11 +280,11 @@ impl<'de> Deserialize<'de> for JsonStr<'de> {
             }
 
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(JsonStr(Cow::Borrowed(s)))
+                Ok(JsonStr { text: Cow::Borrowed(s), verbatim: false })
             }
 
             fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(JsonStr(Cow::Owned(s.to_owned())))
+                Ok(JsonStr { text: Cow::Owned(s.to_owned()), verbatim: false })
             }
         }
         d.deserialize_str(StrVisitor)
@@ -335,6 +483,94 @@ mod tests {
         }
         // The fast path took part: most valid cases are flat objects of strings.
         assert!(fast > 100, "only {fast} cases took the fast path");
+    }
+
+    /// The entries serde_json reads, as plain pairs.
+    fn serde_entries(json: &str) -> Option<Vec<(String, String)>> {
+        let super::FlatStrings(entries) = serde_json::from_str(json).ok()?;
+        Some(entries.into_iter().map(|(k, v)| (k.text.into_owned(), v.text.into_owned())).collect())
+    }
+
+    #[test]
+    fn the_scanner_reads_what_serde_json_reads() {
+        let plain = [
+            r#"{"type": "indicator", "id": "x"}"#,
+            "{\"\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}x\": \"0123456\u{e9}89abcdef\"}",
+            "{}",
+            " \t\r\n{ \n\"a\"\t:\r\"b\" ,\"\":\"\" } \n",
+            r#"{"a":"b","a":"c"}"#,
+            "{\"name\": \"caf\u{e9} \u{1f600} \u{7f} /\"}",
+            r#"{"long": "0123456789abcdef0123456789abcdef0123456789"}"#,
+        ];
+        let other = [
+            r#"{"a": "b\"c"}"#,
+            r#"{"a": "\u00e9"}"#,
+            r#"{"a\/": "b"}"#,
+            "{\"a\": \"b\u{1}\"}",
+            "{\"a\": \"tab\there\"}",
+            r#"{"a": "b",}"#,
+            r#"{"a": "b"} x"#,
+            r#"{"a": "b"}}"#,
+            r#"{"a" "b"}"#,
+            r#"{"a": 1}"#,
+            r#"{"a": ["b"]}"#,
+            r#"{"a": "b""#,
+            r#"{"a": "0123456789abcdef"#,
+            r#"["a", "b"]"#,
+            "",
+            "{",
+            "\u{a0}{}",
+        ];
+        for json in plain.iter().chain(&other) {
+            let mut scanned = Vec::new();
+            let read = super::scan_plain_object(json, &mut scanned);
+            for string in scanned.iter().flat_map(|(k, v)| [k, v]) {
+                let printable = string.text.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+                assert_eq!(string.verbatim, printable, "verbatim flag of {:?} in {json:?}", string.text);
+            }
+            let found = read.map(|()| {
+                scanned.into_iter().map(|(k, v)| (k.text.into_owned(), v.text.into_owned())).collect::<Vec<_>>()
+            });
+            if plain.contains(json) {
+                assert!(found.is_some(), "the scanner reads {json:?}");
+            } else {
+                assert!(found.is_none(), "the scanner leaves {json:?} to serde_json");
+            }
+            if found.is_some() {
+                assert_eq!(found, serde_entries(json), "the scanner and serde_json differ on {json:?}");
+            }
+        }
+    }
+
+    /// A special byte at every position of the 8-byte words the scanner
+    /// reads: it must end the string, bail out or clear the verbatim flag
+    /// exactly as the byte-by-byte rules say.
+    #[test]
+    fn the_scanner_finds_special_bytes_at_every_position() {
+        for len in 0..24 {
+            for at in 0..len {
+                for special in ['"', '\\', '\u{1}', '\u{7f}', '\u{e9}', '\t'] {
+                    let mut text: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                    text.replace_range(at..at + 1, &special.to_string());
+                    let json = format!("{{\"k\": \"{text}\"}}");
+                    let mut scanned = Vec::new();
+                    let read = super::scan_plain_object(&json, &mut scanned);
+                    match special {
+                        '\u{7f}' | '\u{e9}' => {
+                            assert!(read.is_some(), "{json:?} is read");
+                            assert_eq!(scanned[0].1.text, text);
+                            assert!(!scanned[0].1.verbatim, "{json:?} needs escaping");
+                        }
+                        // A quote ends the string early: the rest is not JSON.
+                        _ => assert!(read.is_none(), "{json:?} is left to serde_json"),
+                    }
+                }
+            }
+            let json = format!("{{\"k\": \"{}\"}}", "x".repeat(len));
+            let mut scanned = Vec::new();
+            assert!(super::scan_plain_object(&json, &mut scanned).is_some(), "{json:?} is read");
+            assert!(scanned[0].1.verbatim && scanned[0].1.text.len() == len, "{json:?} is verbatim");
+        }
     }
 
     #[test]
