@@ -17,8 +17,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::{
-    check_stamp_order, check_stix_pattern, check_str_property, is_custom_property_name, prop_index, write_key, Kind,
-    ObjKind, INDICATOR_PROPS, SIGHTING_PROPS,
+    check_stamp_order, check_stix_pattern, check_str_property, is_custom_property_name, prop_index, Kind, ObjKind,
+    INDICATOR_PROPS, SIGHTING_PROPS,
 };
 use crate::pyjson;
 use crate::timestamp::{Timestamp, TimestampBuf};
@@ -88,12 +88,13 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
             }
         }
     }
-    let mut out = Vec::with_capacity(json.len() + 32);
-    out.push(b'{');
-    let mut first = true;
+    // Written as a `String` from `&str` pieces: no UTF-8 check at the end.
+    let mut out = String::with_capacity(json.len() + 32);
+    out.push('{');
     for (slot, (name, _)) in slots.iter().zip(props) {
         if let Some(value) = slot {
-            write_key(&mut out, &mut first, name, true);
+            // Spec property names are `[a-z_]+`.
+            write_entry_key(&mut out, TextRef { text: name, verbatim: true });
             match value {
                 Slot::Text(text) => text.write(&mut out),
                 // Digits and punctuation only.
@@ -102,11 +103,21 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
         }
     }
     for (key, value) in custom {
-        write_key(&mut out, &mut first, key, false);
+        write_entry_key(&mut out, TextRef { text: key, verbatim: false });
         value.write(&mut out);
     }
-    out.push(b'}');
-    Some((kind, pyjson::into_string(out)))
+    out.push('}');
+    Some((kind, out))
+}
+
+/// Writes the separator before an entry (none before the first) and its
+/// key, in Python's `json.dumps` style.
+fn write_entry_key(out: &mut String, key: TextRef<'_>) {
+    if out.len() > 1 {
+        out.push_str(", ");
+    }
+    key.write(out);
+    out.push_str(": ");
 }
 
 /// Reads a JSON object whose keys and values are all strings without
@@ -156,6 +167,7 @@ fn skip_whitespace(b: &[u8], mut i: usize) -> usize {
 /// The JSON string starting at `at` (its opening quote) without its quotes,
 /// and the index after its closing quote; `None` if there is none there,
 /// or it has an escape or a control character.
+#[inline]
 fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -209,10 +221,10 @@ fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
 }
 
 /// The JSON string of `s` when it needs no escaping: quotes around it.
-fn write_verbatim(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
+fn write_verbatim(out: &mut String, s: &str) {
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
 }
 
 /// The value of a spec property: the input's string, or a timestamp
@@ -240,11 +252,13 @@ struct TextRef<'a> {
 }
 
 impl TextRef<'_> {
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut String) {
         if self.verbatim {
             write_verbatim(out, self.text);
         } else {
-            pyjson::write_str(out, self.text);
+            let mut escaped = Vec::with_capacity(self.text.len() + 8);
+            pyjson::write_str(&mut escaped, self.text);
+            out.push_str(&pyjson::into_string(escaped));
         }
     }
 }
@@ -264,7 +278,7 @@ impl JsonStr<'_> {
         TextRef { text: &self.text, verbatim: self.verbatim }
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut String) {
         self.as_ref().write(out);
     }
 }
