@@ -49,7 +49,9 @@ fn kind_of(topic: &str) -> Option<MessageKind> {
 /// and its JSON.
 pub fn split_frame(frame: &[u8]) -> Result<(MessageKind, &str, &str), Rejected> {
     let text = std::str::from_utf8(frame).map_err(|_| Rejected::NotUtf8)?;
-    let (topic, json) = text.split_once(' ').ok_or(Rejected::NoSeparator)?;
+    // A byte search: the topic is short, and a space is ASCII.
+    let space = text.bytes().position(|b| b == b' ').ok_or(Rejected::NoSeparator)?;
+    let (topic, json) = (&text[..space], &text[space + 1..]);
     let kind = kind_of(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
     Ok((kind, topic, json))
 }
