@@ -20,6 +20,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use threatbus_plugin_api::abi::{PluginKind, ABI_MAJOR, ABI_MINOR, API_VERSION};
 
+/// The allocator of the whole process. Built with `override`, mimalloc also
+/// defines `malloc` and `free`, which the dynamic linker then binds for
+/// every library, the plugins and their libzmq included. Each outbound
+/// ZeroMQ frame is allocated on a plugin's thread and freed on a libzmq
+/// I/O thread. Under glibc's allocator those frees contend for the
+/// allocating thread's arena lock; mimalloc frees across threads without a
+/// lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "threatbus", version, about = "Threat Bus: a pub/sub broker for threat intelligence")]
 struct Cli {
