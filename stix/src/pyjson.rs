@@ -306,23 +306,44 @@ const fn verbatim_table() -> [bool; 256] {
 }
 static VERBATIM: [bool; 256] = verbatim_table();
 
-/// Whether any byte of `w` is not verbatim (SWAR: below 0x20, 0x7f or
-/// above, `"` or `\`).
+/// Whether byte `b` is copied verbatim into a Python `ensure_ascii` JSON
+/// string.
+#[inline]
+pub(crate) fn is_verbatim(b: u8) -> bool {
+    VERBATIM[b as usize]
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `v` that is zero (SWAR; a borrow may also
+/// mark bytes above a zero byte, never below the lowest one).
+#[inline]
+fn has_zero(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Marks the bytes of the 8-byte word `w` that JSON never has verbatim in a
+/// string: control characters (below 0x20), `"` and `\`. The lowest marked
+/// byte is always one of them (borrows only mark bytes above a true one).
+#[inline]
+pub(crate) fn json_special_bytes(w: u64) -> u64 {
+    (w.wrapping_sub(LO * 0x20) & !w & HI) | has_zero(w ^ (LO * u64::from(b'"'))) | has_zero(w ^ (LO * u64::from(b'\\')))
+}
+
+/// Marks the bytes of `w` that are valid in a JSON string but escaped by
+/// Python's `json.dumps` with `ensure_ascii`: DEL and everything outside
+/// ASCII. A byte above a marked one may be marked without being either.
+#[inline]
+pub(crate) fn non_ascii_or_del_bytes(w: u64) -> u64 {
+    (w & HI) | has_zero(w ^ (LO * 0x7f))
+}
+
+/// Whether any byte of `w` is not verbatim (below 0x20, 0x7f or above, `"`
+/// or `\`).
 #[inline]
 fn needs_escape(w: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    #[inline]
-    fn has_zero(v: u64) -> u64 {
-        v.wrapping_sub(LO) & !v & HI
-    }
-    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-    (below_space
-        | (w & HI)
-        | has_zero(w ^ (LO * 0x7f))
-        | has_zero(w ^ (LO * b'"' as u64))
-        | has_zero(w ^ (LO * b'\\' as u64)))
-        != 0
+    json_special_bytes(w) | non_ascii_or_del_bytes(w) != 0
 }
 
 /// Appends `s` as a Python-style JSON string literal (with quotes) to `out`.
@@ -344,7 +365,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             }
         }
         let b = bytes[i];
-        if VERBATIM[b as usize] {
+        if is_verbatim(b) {
             i += 1;
             continue;
         }

@@ -38,16 +38,16 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
     };
     let props = kind.props();
     let mut slots: [Option<Slot<'_>>; 23] = [const { None }; 23];
-    let mut custom: Vec<(&str, &JsonStr<'_>)> = Vec::new();
+    let mut custom: Vec<(&JsonStr<'_>, &JsonStr<'_>)> = Vec::new();
     let mut stamps: [Option<Timestamp>; 2] = [None, None];
     let mut present: u32 = 0;
-    for (key, json_value) in &entries {
-        let (key, value) = (&*key.text, &*json_value.text);
+    for (json_key, json_value) in &entries {
+        let (key, value) = (&*json_key.text, &*json_value.text);
         let Some(i) = kind.index(key) else {
             if !is_custom_property_name(key) {
                 return None;
             }
-            custom.push((key, json_value));
+            custom.push((json_key, json_value));
             continue;
         };
         let (name, k) = props[i];
@@ -69,8 +69,8 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
         return None;
     }
     check_stamp_order(kind, stamps).ok()?;
-    custom.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    if custom.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+    custom.sort_unstable_by(|a, b| a.0.text.cmp(&b.0.text));
+    if custom.windows(2).any(|pair| pair[0].0.text == pair[1].0.text) {
         return None;
     }
     const SPEC_VERSION: usize = prop_index(&INDICATOR_PROPS, "spec_version");
@@ -103,7 +103,7 @@ pub(super) fn canonical(json: &str) -> Option<(ObjKind, String)> {
         }
     }
     for (key, value) in custom {
-        write_entry_key(&mut out, TextRef { text: key, verbatim: false });
+        write_entry_key(&mut out, key.as_ref());
         value.write(&mut out);
     }
     out.push('}');
@@ -169,11 +169,6 @@ fn skip_whitespace(b: &[u8], mut i: usize) -> usize {
 /// or it has an escape or a control character.
 #[inline]
 fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    fn has_zero(v: u64) -> u64 {
-        v.wrapping_sub(LO) & !v & HI
-    }
     let b = json.as_bytes();
     if b.get(at) != Some(&b'"') {
         return None;
@@ -181,17 +176,14 @@ fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
     let start = at + 1;
     let mut i = start;
     // Bytes that Python's `json.dumps` escapes although JSON has them
-    // verbatim (DEL and everything outside ASCII), marked in 8-byte words.
+    // verbatim, marked in 8-byte words.
     let mut escaped_in_output = 0;
-    // 8 bytes at a time: a word's lowest marked byte is always a quote, a
-    // backslash or a control character (a borrow only ever marks bytes
-    // above a true one).
+    // 8 bytes at a time, up to the word with the first quote, backslash or
+    // control character.
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-        let special = (w.wrapping_sub(LO * 0x20) & !w & HI)
-            | has_zero(w ^ (LO * u64::from(b'"')))
-            | has_zero(w ^ (LO * u64::from(b'\\')));
-        let output_escapes = (w & HI) | has_zero(w ^ (LO * 0x7f));
+        let special = pyjson::json_special_bytes(w);
+        let output_escapes = pyjson::non_ascii_or_del_bytes(w);
         if special == 0 {
             escaped_in_output |= output_escapes;
             i += 8;
@@ -211,11 +203,12 @@ fn plain_string(json: &str, at: usize) -> Option<(JsonStr<'_>, usize)> {
                 return Some((JsonStr { text, verbatim: escaped_in_output == 0 }, i + 1));
             }
             b'\\' | 0..=0x1f => return None,
-            0x7f..=0xff => {
-                escaped_in_output = 1;
+            other => {
+                if !pyjson::is_verbatim(other) {
+                    escaped_in_output = 1;
+                }
                 i += 1;
             }
-            _ => i += 1,
         }
     }
 }
